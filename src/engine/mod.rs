@@ -1,0 +1,3 @@
+//! Orchestration: sync, scoring, queue, test engine, approvals, policy runs, compliance.
+
+pub mod state;

@@ -1,0 +1,1 @@
+//! The Lua runtime that hosts phases, rollback strategies, checks and policies.

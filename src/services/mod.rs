@@ -1,0 +1,3 @@
+//! Plain Rust clients for external systems; none of them knows about Lua.
+
+pub mod uyuni;

@@ -1,0 +1,1 @@
+//! UYUNI XML-RPC: codec, client and typed calls.

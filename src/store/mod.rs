@@ -1,0 +1,218 @@
+//! SQLite store: connections, migrations, one module per aggregate. All SQL lives here.
+//!
+//! [`Store`] is cheap to clone. Writes go through one connection behind a mutex (SQLite has
+//! one writer anyway) inside an IMMEDIATE transaction; reads use a small set of read-only
+//! connections (WAL lets them run beside the writer). Async callers use [`Store::read`] and
+//! [`Store::write`], which run the closure on tokio's blocking pool; synchronous callers
+//! (CLI, tests) use the `*_blocking` variants.
+
+pub mod migrations;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A status transition that the state machine forbids, or that lost a race.
+    #[error(transparent)]
+    Transition(#[from] crate::engine::state::TransitionError),
+    /// A row that should exist does not.
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// Kind of object.
+        what: &'static str,
+        /// Its identifier.
+        id: String,
+    },
+    /// A request conflicts with the current state (duplicate, already running, ...).
+    #[error("{0}")]
+    Conflict(String),
+    /// Opening or migrating the database failed; the message says what to do.
+    #[error("{0}")]
+    Open(String),
+    /// A blocking task panicked or was cancelled.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// Handle to the spm database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.inner.path).finish()
+    }
+}
+
+/// Apply the pragmas every spm connection needs.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
+}
+
+impl Store {
+    /// Open (creating if needed) the database at `path` and apply pending migrations.
+    ///
+    /// Refuses a database written by a newer spm, a corrupt file, or one locked by another
+    /// writer, with a one-line message naming the file and what to do.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Open(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+        }
+        let mut writer = Connection::open(path).map_err(|e| open_err(path, e))?;
+        configure(&writer).map_err(|e| open_err(path, e))?;
+        writer
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
+            .map_err(|e| open_err(path, e))?;
+        migrations::migrate(&mut writer, path)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Open a private in-memory database (unit tests).
+    pub fn open_in_memory() -> StoreResult<Self> {
+        let mut writer = Connection::open_in_memory()?;
+        configure(&writer)?;
+        migrations::migrate(&mut writer, Path::new(":memory:"))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: PathBuf::from(":memory:"),
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Run `f` inside one IMMEDIATE transaction on the writer; commit when it returns `Ok`.
+    pub fn write_blocking<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut conn = self
+            .inner
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Task("writer connection poisoned".into()))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Run `f` with a read connection.
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        if self.inner.path == Path::new(":memory:") {
+            // An in-memory database exists only on the writer connection.
+            let conn = self
+                .inner
+                .writer
+                .lock()
+                .map_err(|_| StoreError::Task("writer connection poisoned".into()))?;
+            return f(&conn);
+        }
+        let conn = {
+            let mut pool = self
+                .inner
+                .readers
+                .lock()
+                .map_err(|_| StoreError::Task("reader pool poisoned".into()))?;
+            pool.pop()
+        };
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.inner.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                configure(&c)?;
+                c
+            }
+        };
+        let out = f(&conn);
+        if let Ok(mut pool) = self.inner.readers.lock()
+            && pool.len() < 8
+        {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// Async wrapper of [`Store::write_blocking`] on the blocking pool.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.write_blocking(f))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Async wrapper of [`Store::read_blocking`] on the blocking pool.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.read_blocking(f))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn open_err(path: &Path, e: rusqlite::Error) -> StoreError {
+    let hint = match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => {
+            "another process holds a lock on it; stop it or wait"
+        }
+        Some(rusqlite::ErrorCode::NotADatabase) | Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
+            "it is not a valid spm database; restore it from a backup or point --database elsewhere"
+        }
+        Some(rusqlite::ErrorCode::CannotOpen) | Some(rusqlite::ErrorCode::PermissionDenied) => {
+            "check the path and its permissions"
+        }
+        _ => "check the file",
+    };
+    StoreError::Open(format!("cannot open database {}: {e} ({hint})", path.display()))
+}
+
+/// Current time as the store's timestamp text (RFC 3339 UTC, milliseconds).
+pub fn now_ts() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
