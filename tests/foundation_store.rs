@@ -257,8 +257,7 @@ fn concurrent_claims_exactly_one_gets_the_item() {
         .collect();
     let claimed: Vec<_> = handles
         .into_iter()
-        .map(|h| h.join().unwrap().unwrap())
-        .flatten()
+        .filter_map(|h| h.join().unwrap().unwrap())
         .collect();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].id, id);
