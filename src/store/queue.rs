@@ -492,7 +492,7 @@ pub fn claim_next(
 ) -> StoreResult<Option<QueueItem>> {
     let now = chrono::Utc::now();
     let now_s = format_ts(now);
-    let until = format_ts(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX));
+    let until = lease_until(now, lease);
     // A few attempts: a candidate that another writer took between read and update is
     // skipped (cannot happen under SQLite's single writer, can on a shared database).
     for _ in 0..8 {
@@ -523,12 +523,19 @@ pub fn claim_next(
     Ok(None)
 }
 
+/// Longest lease accepted; longer requests are clamped (no overflow on absurd input).
+pub const MAX_LEASE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+fn lease_until(now: chrono::DateTime<chrono::Utc>, lease: Duration) -> String {
+    let lease =
+        chrono::Duration::from_std(lease.min(MAX_LEASE)).unwrap_or(chrono::Duration::zero());
+    format_ts(now.checked_add_signed(lease).unwrap_or(now))
+}
+
 /// Extend the lease of an item `owner` is testing. [`TransitionError::Lost`] when the item
 /// is no longer in a test state held by `owner` (lease taken over or item moved on).
 pub fn heartbeat(conn: &Connection, id: i64, owner: &str, lease: Duration) -> StoreResult<String> {
-    let until = format_ts(
-        chrono::Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX),
-    );
+    let until = lease_until(chrono::Utc::now(), lease);
     let n = conn.execute(
         "UPDATE queue_items SET lease_until = ?3 WHERE id = ?1 AND lease_owner = ?2 \
          AND status IN ('testing','needs_reboot','rebooting')",
