@@ -309,3 +309,21 @@ fn every_state_machine_value_is_accepted_by_the_schema() {
         })
         .unwrap();
 }
+
+#[test]
+fn foreign_database_is_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("CREATE TABLE errata (x); INSERT INTO errata VALUES (1);")
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let msg = Store::open(&path).unwrap_err().to_string();
+    assert!(
+        msg.contains("no spm schema") && msg.contains("other.db"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
