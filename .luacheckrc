@@ -1,6 +1,9 @@
--- luacheck configuration for phases/, scripts/ and policies/.
+-- luacheck configuration for spm's Lua (phases, policies, scripts, specs).
 std = "lua54"
--- The one global the spm host provides.
 read_globals = { "spm" }
 max_line_length = 120
-exclude_files = { "scripts/types/*.meta.lua" }
+exclude_files = {
+  "tests/fixtures/lua/bad/*.lua", -- deliberately broken fixtures
+  "scripts/types/*.lua", -- generated LuaLS definitions
+  "target/**",
+}
