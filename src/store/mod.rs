@@ -7,6 +7,8 @@
 //! (CLI, tests) use the `*_blocking` variants.
 
 pub mod migrations;
+pub mod script_kv;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
