@@ -2,6 +2,11 @@
 //!
 //! Exit codes: 0 ok, 1 "the answer is no" (a check failed, a budget tripped), 2 error.
 
+pub mod bench;
+pub mod check;
+pub mod spec;
+pub mod types;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -40,7 +45,16 @@ pub enum LogFormat {
 
 /// Every subcommand.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Check Lua scripts: headers, syntax, contracts, lints.
+    Check(check::Args),
+    /// Write LuaLS definitions (scripts/types/spm.meta.lua) and .luarc.json.
+    Types(types::Args),
+    /// Run script specs (tests/specs).
+    Spec(spec::Args),
+    /// Run a benchmark and print its figures.
+    Bench(bench::Args),
+}
 
 /// Parse the command line, run the command, and map the result to an exit code.
 pub fn main() -> ExitCode {
@@ -69,5 +83,10 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    match cli.command {}
+    match cli.command {
+        Command::Check(a) => check::run(a),
+        Command::Types(a) => types::run(a),
+        Command::Spec(a) => spec::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
 }

@@ -17,6 +17,32 @@ pub fn stdlib() -> StdLib {
 /// Globals removed after the libraries load.
 const REMOVED_GLOBALS: &[&str] = &["dofile", "loadfile", "collectgarbage"];
 
+/// Registry key where [`hide_coroutine`] keeps the `coroutine` table.
+const COROUTINE_KEY: &str = "spm_hidden_coroutine";
+
+/// Remove the `coroutine` global, which mlua loads for its async machinery: an async
+/// primitive called inside a user coroutine would yield mlua's internal poll marker to it.
+/// Call after every async function is created (see [`with_coroutine`]).
+pub fn hide_coroutine(lua: &Lua) -> mlua::Result<()> {
+    let g = lua.globals();
+    let co: Value = g.raw_get("coroutine")?;
+    if !co.is_nil() {
+        lua.set_named_registry_value(COROUTINE_KEY, co)?;
+        g.raw_set("coroutine", Value::Nil)?;
+    }
+    Ok(())
+}
+
+/// Run `f` with `coroutine` visible again (mlua reads it while creating async functions).
+pub fn with_coroutine<R>(lua: &Lua, f: impl FnOnce() -> mlua::Result<R>) -> mlua::Result<R> {
+    let g = lua.globals();
+    let co: Value = lua.named_registry_value(COROUTINE_KEY)?;
+    g.raw_set("coroutine", co)?;
+    let out = f();
+    g.raw_set("coroutine", Value::Nil)?;
+    out
+}
+
 /// `os` functions kept.
 const OS_KEEP: &[&str] = &["time", "clock", "date", "difftime"];
 
@@ -99,3 +125,4 @@ fn load_text(
         Err(e) => fail(ScriptError::from_lua(&e).message),
     }
 }
+

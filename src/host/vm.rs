@@ -113,6 +113,7 @@ pub fn build(
     lua.set_app_data(RunInfo::default());
     let require = lua.create_async_function(require).map_err(err)?;
     lua.globals().raw_set("require", require).map_err(err)?;
+    sandbox::hide_coroutine(&lua).map_err(err)?;
     install_limits(&lua, limits, deadline.clone(), cancel).map_err(err)?;
     Ok(Vm { lua, deadline })
 }
@@ -162,6 +163,17 @@ impl Vm {
             .set_mode(ChunkMode::Text)
             .set_environment(env)
             .into_function()
+    }
+
+    /// Create an async Rust function in this VM after it was built (benchmarks, tests).
+    pub fn create_async_function<F, A, FR, R>(&self, func: F) -> mlua::Result<Function>
+    where
+        F: Fn(Lua, A) -> FR + Send + 'static,
+        A: mlua::FromLuaMulti,
+        FR: std::future::Future<Output = mlua::Result<R>> + Send + 'static,
+        R: mlua::IntoLuaMulti,
+    {
+        sandbox::with_coroutine(&self.lua, || self.lua.create_async_function(func))
     }
 
     /// Set who is running (log fields, kv namespace) and start recording used scripts.
