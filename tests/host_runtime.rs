@@ -18,7 +18,9 @@ use spm::host::vm::{self, Deadline};
 use tokio_util::sync::CancellationToken;
 
 async fn load(root: &std::path::Path) -> Arc<ScriptSet> {
-    let report = ScriptSet::load_dir(root, &Contracts::default(), 1).await.unwrap();
+    let report = ScriptSet::load_dir(root, &Contracts::default(), 1)
+        .await
+        .unwrap();
     let errors: Vec<String> = report.errors().map(|d| d.to_string()).collect();
     assert!(errors.is_empty(), "{errors:?}");
     Arc::new(report.set)
@@ -50,7 +52,11 @@ async fn endless_loop_is_stopped_by_the_phase_timeout() {
     let err = out.result.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
     // The phase declares timeout = "1s", tighter than the 60 s limit.
-    assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(out.scripts[0].path, "phases/patch.lua");
 }
 
@@ -153,9 +159,15 @@ async fn sandbox_escapes_fail() {
         ("require C module", r#"return require("socket.core")"#),
         ("require lfs", r#"return require("lfs")"#),
         ("require io", r#"return require("io")"#),
-        ("require path escape", r#"return require("../../etc/shadow")"#),
+        (
+            "require path escape",
+            r#"return require("../../etc/shadow")"#,
+        ),
         ("require absolute", r#"return require("/etc/shadow")"#),
-        ("package.loadlib", r#"return package.loadlib("libc.so.6", "system")"#),
+        (
+            "package.loadlib",
+            r#"return package.loadlib("libc.so.6", "system")"#,
+        ),
         ("debug.sethook", r#"return debug.sethook()"#),
         ("string.dump", r#"return string.dump(function() end)"#),
         ("coroutine", r#"return coroutine.create(function() end)"#),
@@ -164,7 +176,12 @@ async fn sandbox_escapes_fail() {
         ("collectgarbage stop", r#"return collectgarbage("stop")"#),
     ];
     for (what, code) in must_raise {
-        let r = vm.lua.load(code).set_name("@escape.lua").eval_async::<mlua::Value>().await;
+        let r = vm
+            .lua
+            .load(code)
+            .set_name("@escape.lua")
+            .eval_async::<mlua::Value>()
+            .await;
         assert!(r.is_err(), "{what} did not fail: {r:?}");
     }
     // load of a binary chunk returns nil plus a message.
@@ -219,10 +236,21 @@ async fn try_and_fail_round_trip() {
         v["message"].as_str().unwrap().ends_with("mirror busy"),
         "{v}"
     );
-    assert!(v["message"].as_str().unwrap().starts_with("phases/patch.lua:7:"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("phases/patch.lua:7:"),
+        "{v}"
+    );
     assert_eq!(v["sum"], 5);
     assert_eq!(v["missing_kind"], "config");
-    assert!(v["missing_message"].as_str().unwrap().contains("spm.prom is not configured"));
+    assert!(
+        v["missing_message"]
+            .as_str()
+            .unwrap()
+            .contains("spm.prom is not configured")
+    );
     // Raised to Rust: the kind survives.
     let out = run_phase(
         set,
@@ -246,11 +274,15 @@ async fn per_os_resolution_and_script_recording() {
     let root = common::root_with_set();
     let set = load(root.path()).await;
     assert_eq!(
-        resolve::resolve_phase(&set, "ubuntu", "patch").unwrap().path,
+        resolve::resolve_phase(&set, "ubuntu", "patch")
+            .unwrap()
+            .path,
         "phases/ubuntu/patch.lua"
     );
     assert_eq!(
-        resolve::resolve_phase(&set, "debian", "patch").unwrap().path,
+        resolve::resolve_phase(&set, "debian", "patch")
+            .unwrap()
+            .path,
         "phases/patch.lua"
     );
     assert!(resolve::resolve_phase(&set, "windows", "patch").is_err());

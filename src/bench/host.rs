@@ -116,9 +116,9 @@ async fn bench_primitive() -> anyhow::Result<(f64, f64)> {
     let start = Instant::now();
     let _: i64 = f.call_async(CALLS).await?;
     let async_us = start.elapsed().as_secs_f64() * 1e6 / CALLS as f64;
-    let g = vm.lua.load(
-        "local n = ...\nlocal q = spm.shell.quote\nfor _ = 1, n do q(\"nginx\") end",
-    );
+    let g = vm
+        .lua
+        .load("local n = ...\nlocal q = spm.shell.quote\nfor _ = 1, n do q(\"nginx\") end");
     let g = g.into_function()?;
     let start = Instant::now();
     g.call_async::<()>(CALLS).await?;
@@ -132,8 +132,7 @@ async fn bench_load(root: &Path) -> anyhow::Result<(Vec<f64>, usize)> {
     let mut samples = Vec::new();
     for _ in 0..LOADS {
         let start = Instant::now();
-        let report =
-            ScriptSet::load_sources(root, &Contracts::default(), 1, sources.clone()).await;
+        let report = ScriptSet::load_sources(root, &Contracts::default(), 1, sources.clone()).await;
         samples.push(start.elapsed().as_secs_f64() * 1000.0);
         if !report.is_ok() {
             let errs: Vec<String> = report.errors().map(|d| d.to_string()).collect();
@@ -150,14 +149,21 @@ pub fn run() -> anyhow::Result<serde_json::Value> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let dir = TempDir(std::env::temp_dir().join(format!("spm-bench-host-{}", uuid::Uuid::new_v4())));
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("spm-bench-host-{}", uuid::Uuid::new_v4())));
     write_set(&dir.0)?;
     rt.block_on(async {
         let reload = bench_reload(&dir.0).await?;
         let (async_us, sync_us) = bench_primitive().await?;
         let shipped = Path::new(".");
-        let use_shipped = scriptset::scan(shipped).map(|f| !f.is_empty()).unwrap_or(false);
-        let load_root = if use_shipped { shipped } else { dir.0.as_path() };
+        let use_shipped = scriptset::scan(shipped)
+            .map(|f| !f.is_empty())
+            .unwrap_or(false);
+        let load_root = if use_shipped {
+            shipped
+        } else {
+            dir.0.as_path()
+        };
         let (load, count) = bench_load(load_root).await?;
         Ok(serde_json::json!({
             "reload_p50_ms": percentile(&reload, 0.5),

@@ -17,7 +17,10 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let figures = match args.name.as_str() {
         "host" => bench::host::run()?,
-        other => anyhow::bail!("unknown benchmark `{other}` (available: {})", bench::NAMES.join(", ")),
+        other => anyhow::bail!(
+            "unknown benchmark `{other}` (available: {})",
+            bench::NAMES.join(", ")
+        ),
     };
     if args.json {
         println!("{figures}");

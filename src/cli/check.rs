@@ -37,14 +37,22 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Sources of the whole root plus the named paths; returns (sources, paths to report on).
-fn collect(root: &Path, paths: &[PathBuf]) -> anyhow::Result<(Vec<(String, Arc<str>)>, Option<BTreeSet<String>>, Vec<Diagnostic>)> {
+fn collect(
+    root: &Path,
+    paths: &[PathBuf],
+) -> anyhow::Result<(
+    Vec<(String, Arc<str>)>,
+    Option<BTreeSet<String>>,
+    Vec<Diagnostic>,
+)> {
     let mut files = scriptset::scan(root)
         .with_context(|| format!("reading scripts under {}", root.display()))?;
     let mut selected = None;
     if !paths.is_empty() {
         let mut sel = BTreeSet::new();
         for p in paths {
-            let meta = std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let meta =
+                std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
             let mut found = Vec::new();
             if meta.is_dir() {
                 scriptset::walk(root, p, &mut found)
@@ -74,7 +82,12 @@ fn collect(root: &Path, paths: &[PathBuf]) -> anyhow::Result<(Vec<(String, Arc<s
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let rt = runtime()?;
     let (sources, selected, mut diags) = collect(&args.root, &args.paths)?;
-    let report = rt.block_on(ScriptSet::load_sources(&args.root, &Contracts::default(), 1, sources));
+    let report = rt.block_on(ScriptSet::load_sources(
+        &args.root,
+        &Contracts::default(),
+        1,
+        sources,
+    ));
     diags.extend(report.diagnostics.iter().cloned());
     if let Some(sel) = &selected {
         diags.retain(|d| sel.contains(&d.path));
@@ -87,7 +100,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         .filter(|f| selected.as_ref().is_none_or(|s| s.contains(&f.path)))
         .collect();
     let explain = match &args.explain {
-        Some(os) => Some(resolve::explain(&report.set, os).map_err(|e| anyhow::anyhow!(e.message))?),
+        Some(os) => {
+            Some(resolve::explain(&report.set, os).map_err(|e| anyhow::anyhow!(e.message))?)
+        }
         None => None,
     };
     let errors: Vec<&Diagnostic> = diags.iter().filter(|d| !d.warning).collect();
@@ -126,13 +141,19 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if !args.json {
         let mut by_kind: std::collections::BTreeMap<&str, usize> = Default::default();
         for f in &checked {
-            *by_kind.entry(f.kind().map(|k| k.as_str()).unwrap_or("?")).or_default() += 1;
+            *by_kind
+                .entry(f.kind().map(|k| k.as_str()).unwrap_or("?"))
+                .or_default() += 1;
         }
         let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
         println!(
             "ok: {} script(s) checked ({}), {} warning(s)",
             checked.len(),
-            if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") },
+            if kinds.is_empty() {
+                "none".to_string()
+            } else {
+                kinds.join(", ")
+            },
             warnings.len()
         );
     }

@@ -25,12 +25,19 @@ pub struct Args {
 /// Run `spm spec`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let rt = runtime()?;
-    let dir = args.dir.clone().unwrap_or_else(|| args.root.join("tests/specs"));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| args.root.join("tests/specs"));
     let results = rt.block_on(async {
         let report = ScriptSet::load_dir(&args.root, &Contracts::default(), 1).await?;
         if !report.is_ok() {
             let errs: Vec<String> = report.errors().map(|d| d.to_string()).collect();
-            anyhow::bail!("scripts under {} have errors:\n{}", args.root.display(), errs.join("\n"));
+            anyhow::bail!(
+                "scripts under {} have errors:\n{}",
+                args.root.display(),
+                errs.join("\n")
+            );
         }
         spec::run_dir(Arc::new(report.set), &dir).await
     })?;

@@ -35,7 +35,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
             }
-            std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, content)
+                .with_context(|| format!("writing {}", path.display()))?;
             println!("wrote {rel}");
         }
     }

@@ -212,10 +212,7 @@ pub fn key_line(source: &str, key: &str) -> Option<usize> {
         k = regex::escape(last)
     );
     let re = Regex::new(&pat).ok()?;
-    source
-        .lines()
-        .position(|l| re.is_match(l))
-        .map(|i| i + 1)
+    source.lines().position(|l| re.is_match(l)).map(|i| i + 1)
 }
 
 /// Line of the last `return` statement (where the table is returned).
@@ -267,7 +264,10 @@ pub fn validate(
         return vec![Diagnostic::error(
             path,
             ret_line,
-            format!("a {kind} script must return a table, it returned {}", value_desc(value)),
+            format!(
+                "a {kind} script must return a table, it returned {}",
+                value_desc(value)
+            ),
         )];
     };
     let mut out = Vec::new();
@@ -370,9 +370,20 @@ mod tests {
         let v: Value = lua.load(src).eval().unwrap();
         let d = validate(&Contracts::default(), ScriptKind::Phase, "p.lua", src, &v);
         let text: Vec<String> = d.iter().map(|d| d.to_string()).collect();
-        assert!(text.iter().any(|t| t.starts_with("p.lua:3: `timeout`")), "{text:?}");
-        assert!(text.iter().any(|t| t.starts_with("p.lua:4: unknown key `extra`")), "{text:?}");
-        assert!(text.iter().any(|t| t.contains("missing required key `run`")), "{text:?}");
+        assert!(
+            text.iter().any(|t| t.starts_with("p.lua:3: `timeout`")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("p.lua:4: unknown key `extra`")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("missing required key `run`")),
+            "{text:?}"
+        );
     }
 
     #[test]

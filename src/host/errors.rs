@@ -155,7 +155,9 @@ fn innermost(err: &mlua::Error) -> &mlua::Error {
 /// Drop the Lua traceback mlua appends to runtime errors; keep the first line(s).
 fn clean(msg: &str) -> String {
     let head = msg.split("\nstack traceback:").next().unwrap_or(msg);
-    head.trim_start_matches("runtime error: ").trim().to_string()
+    head.trim_start_matches("runtime error: ")
+        .trim()
+        .to_string()
 }
 
 #[cfg(test)]

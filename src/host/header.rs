@@ -172,7 +172,10 @@ mod tests {
         let e = parse("phases/x.lua", "---@spm api=2 kind=phase\n").unwrap_err();
         let msg = e.to_string();
         assert!(msg.starts_with("phases/x.lua:1:"), "{msg}");
-        assert!(msg.contains("API 2") && msg.contains("upgrade spm"), "{msg}");
+        assert!(
+            msg.contains("API 2") && msg.contains("upgrade spm"),
+            "{msg}"
+        );
     }
 
     #[test]

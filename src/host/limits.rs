@@ -33,7 +33,9 @@ mod secs {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = f64::deserialize(d)?;
         if !(s.is_finite() && s > 0.0) {
-            return Err(serde::de::Error::custom("timeout must be a positive number of seconds"));
+            return Err(serde::de::Error::custom(
+                "timeout must be a positive number of seconds",
+            ));
         }
         Ok(Duration::from_secs_f64(s))
     }

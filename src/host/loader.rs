@@ -71,15 +71,23 @@ pub async fn load(
     content: &str,
     expect: Option<ScriptKind>,
 ) -> Result<Loaded, Vec<Diagnostic>> {
-    let header =
-        header::parse(path, content).map_err(|e| vec![Diagnostic::error(path, Some(1), strip_loc(path, &e.to_string()))])?;
+    let header = header::parse(path, content).map_err(|e| {
+        vec![Diagnostic::error(
+            path,
+            Some(1),
+            strip_loc(path, &e.to_string()),
+        )]
+    })?;
     if let Some(kind) = expect
         && header.kind != kind
     {
         return Err(vec![Diagnostic::error(
             path,
             Some(1),
-            format!("header says kind={} but files here must be kind={kind}", header.kind),
+            format!(
+                "header says kind={} but files here must be kind={kind}",
+                header.kind
+            ),
         )]);
     }
     let env = vm
@@ -100,7 +108,10 @@ pub async fn load(
             vec![Diagnostic::error(
                 path,
                 contracts::return_line(content),
-                format!("a lib script must return a table (its module), it returned {}", value.type_name()),
+                format!(
+                    "a lib script must return a table (its module), it returned {}",
+                    value.type_name()
+                ),
             )]
         }
     } else {
@@ -130,7 +141,9 @@ pub async fn load(
 }
 
 fn strip_loc(path: &str, msg: &str) -> String {
-    msg.strip_prefix(&format!("{path}:1: ")).unwrap_or(msg).to_string()
+    msg.strip_prefix(&format!("{path}:1: "))
+        .unwrap_or(msg)
+        .to_string()
 }
 
 fn global_line(content: &str, name: &str) -> Option<usize> {

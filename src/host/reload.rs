@@ -117,7 +117,10 @@ pub enum OpenError {
 }
 
 fn list(d: &[Diagnostic]) -> String {
-    d.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")
+    d.iter()
+        .map(|d| format!("  {d}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Keeps a watcher alive; dropping it stops watching.
@@ -197,7 +200,10 @@ impl ScriptHost {
             Err(e) => {
                 let msg = format!("cannot read scripts under {}: {e}", self.root.display());
                 tracing::error!(target: "spm::reload", error = %msg, "script reload failed; keeping generation {}", current.generation);
-                self.record_failure(current.generation, BTreeMap::from([(String::from("(root)"), vec![msg.clone()])]));
+                self.record_failure(
+                    current.generation,
+                    BTreeMap::from([(String::from("(root)"), vec![msg.clone()])]),
+                );
                 ReloadOutcome::RolledBack {
                     generation: current.generation,
                     errors: vec![msg],
@@ -215,7 +221,10 @@ impl ScriptHost {
             let mut errors = Vec::new();
             for d in report.errors() {
                 tracing::error!(target: "spm::reload", file = %d.path, line = d.line, error = %d.message, "script error; keeping generation {}", current.generation);
-                per_file.entry(d.path.clone()).or_default().push(d.to_string());
+                per_file
+                    .entry(d.path.clone())
+                    .or_default()
+                    .push(d.to_string());
                 errors.push(d.to_string());
             }
             self.record_failure(current.generation, per_file);
@@ -258,8 +267,10 @@ impl ScriptHost {
         let debouncer: Option<Box<dyn std::any::Any + Send>> = match mode {
             WatchMode::Notify { debounce } => {
                 let tx = tx.clone();
-                let mut d = new_debouncer(debounce, None, move |res: DebounceEventResult| {
-                    match res {
+                let mut d = new_debouncer(
+                    debounce,
+                    None,
+                    move |res: DebounceEventResult| match res {
                         Ok(events) => {
                             if events.iter().any(|e| relevant(&e.event)) {
                                 let _ = tx.send(());
@@ -271,8 +282,8 @@ impl ScriptHost {
                             }
                             let _ = tx.send(());
                         }
-                    }
-                })?;
+                    },
+                )?;
                 for dir in WATCHED_DIRS {
                     let p = self.root.join(dir);
                     if p.is_dir() {
@@ -324,9 +335,9 @@ fn relevant(e: &notify::Event) -> bool {
         EventKind::Access(_) => return false,
         _ => {}
     }
-    e.paths.iter().any(|p| {
-        p.extension().is_some_and(|x| x == "lua") || p.extension().is_none()
-    })
+    e.paths
+        .iter()
+        .any(|p| p.extension().is_some_and(|x| x == "lua") || p.extension().is_none())
 }
 
 /// (path, size, mtime) of every script: changes when any file is added, removed or edited.

@@ -40,7 +40,11 @@ fn check_os(os: &str) -> Result<(), ScriptError> {
 }
 
 /// The file that implements `phase` on `os`.
-pub fn resolve_phase<'a>(set: &'a ScriptSet, os: &str, phase: &str) -> Result<&'a ScriptFile, ScriptError> {
+pub fn resolve_phase<'a>(
+    set: &'a ScriptSet,
+    os: &str,
+    phase: &str,
+) -> Result<&'a ScriptFile, ScriptError> {
     check_os(os)?;
     if !PHASES.contains(&phase) {
         return Err(ScriptError::config(format!(
@@ -50,11 +54,13 @@ pub fn resolve_phase<'a>(set: &'a ScriptSet, os: &str, phase: &str) -> Result<&'
     }
     let specific = format!("phases/{os}/{phase}.lua");
     let generic = format!("phases/{phase}.lua");
-    set.get(&specific).or_else(|| set.get(&generic)).ok_or_else(|| {
-        ScriptError::config(format!(
-            "no script for phase `{phase}` on {os}: neither {specific} nor {generic} exists"
-        ))
-    })
+    set.get(&specific)
+        .or_else(|| set.get(&generic))
+        .ok_or_else(|| {
+            ScriptError::config(format!(
+                "no script for phase `{phase}` on {os}: neither {specific} nor {generic} exists"
+            ))
+        })
 }
 
 /// How every phase resolves on `os` (for `spm check --explain`).

@@ -92,7 +92,13 @@ pub async fn run_script(
     cancel: CancellationToken,
 ) -> RunOutcome {
     let deadline = Deadline::after(limits.timeout);
-    let vm = match vm::build(services, set.libs.clone(), limits, deadline.clone(), cancel.clone()) {
+    let vm = match vm::build(
+        services,
+        set.libs.clone(),
+        limits,
+        deadline.clone(),
+        cancel.clone(),
+    ) {
         Ok(vm) => vm,
         Err(e) => {
             return RunOutcome {
@@ -103,18 +109,35 @@ pub async fn run_script(
     };
     let Some(file) = set.get(req.path) else {
         return RunOutcome {
-            result: Err(ScriptError::config(format!("no script {} in the loaded set", req.path))),
+            result: Err(ScriptError::config(format!(
+                "no script {} in the loaded set",
+                req.path
+            ))),
             scripts: Vec::new(),
         };
     };
     let fut = async {
-        let loaded = loader::load(&vm, &Contracts::default(), &file.path, &file.content, expected_kind(&file.path))
-            .await
-            .map_err(|d| {
-                ScriptError::script(d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; "))
-            })?;
+        let loaded = loader::load(
+            &vm,
+            &Contracts::default(),
+            &file.path,
+            &file.content,
+            expected_kind(&file.path),
+        )
+        .await
+        .map_err(|d| {
+            ScriptError::script(
+                d.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
         let Some(table) = loaded.table() else {
-            return Err(ScriptError::script(format!("{} did not return a table", file.path)));
+            return Err(ScriptError::script(format!(
+                "{} did not return a table",
+                file.path
+            )));
         };
         if let Ok(t) = table.raw_get::<Value>("timeout")
             && !t.is_nil()
@@ -132,7 +155,10 @@ pub async fn run_script(
             }
         };
         let ctx = to_lua(&vm.lua, &req.ctx).map_err(|e| ScriptError::from_lua(&e))?;
-        let out: Value = func.call_async(ctx).await.map_err(|e| ScriptError::from_lua(&e))?;
+        let out: Value = func
+            .call_async(ctx)
+            .await
+            .map_err(|e| ScriptError::from_lua(&e))?;
         let lenient = mlua::serde::DeserializeOptions::new().deny_unsupported_types(false);
         vm.lua
             .from_value_with::<serde_json::Value>(out, lenient)

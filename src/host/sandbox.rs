@@ -125,4 +125,3 @@ fn load_text(
         Err(e) => fail(ScriptError::from_lua(&e).message),
     }
 }
-

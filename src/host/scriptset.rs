@@ -181,7 +181,11 @@ impl ScriptSet {
     }
 
     /// Read every script under `root` and validate the whole set in one scratch VM.
-    pub async fn load_dir(root: &Path, contracts: &Contracts, generation: u64) -> std::io::Result<LoadReport> {
+    pub async fn load_dir(
+        root: &Path,
+        contracts: &Contracts,
+        generation: u64,
+    ) -> std::io::Result<LoadReport> {
         let files = scan(root)?;
         let (sources, mut diags) = read_sources(&files);
         let mut report = Self::load_sources(root, contracts, generation, sources).await;

@@ -80,8 +80,13 @@ pub trait PromService: Send + Sync {
     /// Instant query.
     fn query(&self, expr: String) -> ServiceFuture<'_, Value>;
     /// Range query; times are Unix seconds, step in seconds.
-    fn query_range(&self, expr: String, start: f64, end: f64, step: f64)
-    -> ServiceFuture<'_, Value>;
+    fn query_range(
+        &self,
+        expr: String,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> ServiceFuture<'_, Value>;
 }
 
 /// Filesystem snapshots of a system.

@@ -89,9 +89,20 @@ fn new_vm(set: &ScriptSet) -> Result<vm::Vm, ScriptError> {
 }
 
 async fn spec_cases(vm: &vm::Vm, spec: &str, content: &str) -> Result<Table, String> {
-    let loaded = loader::load(vm, &Contracts::default(), spec, content, Some(ScriptKind::Spec))
-        .await
-        .map_err(|d| d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; "))?;
+    let loaded = loader::load(
+        vm,
+        &Contracts::default(),
+        spec,
+        content,
+        Some(ScriptKind::Spec),
+    )
+    .await
+    .map_err(|d| {
+        d.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
     let t = loaded.table().ok_or("spec did not return a table")?.clone();
     match t.get::<Value>("cases").map_err(|e| e.to_string())? {
         Value::Table(c) => Ok(c),
@@ -111,7 +122,8 @@ pub async fn run_spec(set: Arc<ScriptSet>, spec: &str, content: &str) -> Vec<Cas
     };
     let mut out = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        let r = match tokio::time::timeout(CASE_TIMEOUT, run_case(&set, spec, content, i + 1)).await {
+        let r = match tokio::time::timeout(CASE_TIMEOUT, run_case(&set, spec, content, i + 1)).await
+        {
             Ok(Ok(())) => CaseResult {
                 spec: spec.into(),
                 name: name.clone(),
@@ -119,7 +131,11 @@ pub async fn run_spec(set: Arc<ScriptSet>, spec: &str, content: &str) -> Vec<Cas
                 detail: String::new(),
             },
             Ok(Err(why)) => fail(spec, name, why),
-            Err(_) => fail(spec, name, format!("case did not finish within {}s", CASE_TIMEOUT.as_secs())),
+            Err(_) => fail(
+                spec,
+                name,
+                format!("case did not finish within {}s", CASE_TIMEOUT.as_secs()),
+            ),
         };
         out.push(r);
     }
@@ -147,28 +163,55 @@ async fn run_case(set: &ScriptSet, spec: &str, content: &str, index: usize) -> R
             }
         }
     };
-    let file = set.get(&path).ok_or_else(|| format!("no script {path} in the set"))?;
+    let file = set
+        .get(&path)
+        .ok_or_else(|| format!("no script {path} in the set"))?;
     // Install the fakes over the real bindings.
     let spm: Table = vm.lua.globals().get("spm").map_err(|e| e.to_string())?;
-    if let Some(fakes) = case.get::<Option<Table>>("services").map_err(|e| e.to_string())? {
+    if let Some(fakes) = case
+        .get::<Option<Table>>("services")
+        .map_err(|e| e.to_string())?
+    {
         for pair in fakes.pairs::<String, Table>() {
             let (svc, fns) = pair.map_err(|e| format!("services: {e}"))?;
             if !FAKEABLE.contains(&svc.as_str()) {
-                return Err(format!("services.{svc}: not a fakeable service ({})", FAKEABLE.join(", ")));
+                return Err(format!(
+                    "services.{svc}: not a fakeable service ({})",
+                    FAKEABLE.join(", ")
+                ));
             }
             let module: Table = spm.get(svc.as_str()).map_err(|e| e.to_string())?;
             for f in fns.pairs::<String, Function>() {
                 let (fname, func) = f.map_err(|e| format!("services.{svc}: {e}"))?;
-                if module.get::<Value>(fname.as_str()).map_err(|e| e.to_string())?.is_nil() {
-                    return Err(format!("services.{svc}.{fname}: spm.{svc} has no function {fname}"));
+                if module
+                    .get::<Value>(fname.as_str())
+                    .map_err(|e| e.to_string())?
+                    .is_nil()
+                {
+                    return Err(format!(
+                        "services.{svc}.{fname}: spm.{svc} has no function {fname}"
+                    ));
                 }
-                module.set(fname.as_str(), func).map_err(|e| e.to_string())?;
+                module
+                    .set(fname.as_str(), func)
+                    .map_err(|e| e.to_string())?;
             }
         }
     }
-    let loaded = loader::load(&vm, &Contracts::default(), &file.path, &file.content, expected_kind(&file.path))
-        .await
-        .map_err(|d| d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; "))?;
+    let loaded = loader::load(
+        &vm,
+        &Contracts::default(),
+        &file.path,
+        &file.content,
+        expected_kind(&file.path),
+    )
+    .await
+    .map_err(|d| {
+        d.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
     let table = loaded.table().ok_or("script did not return a table")?;
     let entry: String = case
         .get::<Option<String>>("entry")
@@ -215,7 +258,9 @@ fn check_expect(vm: &vm::Vm, expect: &Table, outcome: mlua::Result<Value>) -> Re
     if let Some(m) = &want_msg {
         let got = err.as_ref().map(|e| e.message.clone()).unwrap_or_default();
         if !got.contains(m.as_str()) {
-            return Err(format!("expected the error message to contain {m:?}, got {got:?}"));
+            return Err(format!(
+                "expected the error message to contain {m:?}, got {got:?}"
+            ));
         }
     }
     if !want_result.is_nil() {
@@ -226,7 +271,8 @@ fn check_expect(vm: &vm::Vm, expect: &Table, outcome: mlua::Result<Value>) -> Re
             Some(e) => {
                 let t = vm.lua.create_table().map_err(|e| e.to_string())?;
                 t.set("kind", e.kind.as_str()).map_err(|e| e.to_string())?;
-                t.set("message", e.message.clone()).map_err(|e| e.to_string())?;
+                t.set("message", e.message.clone())
+                    .map_err(|e| e.to_string())?;
                 t.set("retryable", e.retryable).map_err(|e| e.to_string())?;
                 Value::Table(t)
             }
@@ -236,7 +282,10 @@ fn check_expect(vm: &vm::Vm, expect: &Table, outcome: mlua::Result<Value>) -> Re
             .call((result, err_v))
             .map_err(|e| format!("expect.check raised: {}", ScriptError::from_lua(&e).message))?;
         if !ok {
-            return Err(format!("expect.check: {}", why.unwrap_or_else(|| "returned false".into())));
+            return Err(format!(
+                "expect.check: {}",
+                why.unwrap_or_else(|| "returned false".into())
+            ));
         }
     }
     Ok(())
@@ -254,7 +303,11 @@ fn subset(want: &Value, got: &Value, at: &str) -> Result<(), String> {
             }
             Ok(())
         }
-        (Value::Integer(a), Value::Number(b)) | (Value::Number(b), Value::Integer(a)) if (*a as f64) == *b => Ok(()),
+        (Value::Integer(a), Value::Number(b)) | (Value::Number(b), Value::Integer(a))
+            if (*a as f64) == *b =>
+        {
+            Ok(())
+        }
         (w, g) if w == g => Ok(()),
         (Value::String(a), Value::String(b)) if a.as_bytes() == b.as_bytes() => Ok(()),
         (w, g) => Err(format!(

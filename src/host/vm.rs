@@ -102,13 +102,19 @@ pub fn build(
     deadline: Arc<Deadline>,
     cancel: CancellationToken,
 ) -> Result<Vm, ScriptError> {
-    let err = |e: mlua::Error| ScriptError::new(ErrorKind::Infrastructure, format!("building the Lua VM: {e}"));
+    let err = |e: mlua::Error| {
+        ScriptError::new(
+            ErrorKind::Infrastructure,
+            format!("building the Lua VM: {e}"),
+        )
+    };
     let lua = Lua::new_with(sandbox::stdlib(), LuaOptions::default()).map_err(err)?;
     sandbox::apply(&lua).map_err(err)?;
     let loaded = lua.create_table().map_err(err)?;
     let spm = api::register_all(&lua, services, &loaded).map_err(err)?;
     lua.globals().raw_set("spm", spm).map_err(err)?;
-    lua.set_named_registry_value(LOADED_KEY, &loaded).map_err(err)?;
+    lua.set_named_registry_value(LOADED_KEY, &loaded)
+        .map_err(err)?;
     lua.set_app_data(libs);
     lua.set_app_data(RunInfo::default());
     let require = lua.create_async_function(require).map_err(err)?;
@@ -258,7 +264,10 @@ async fn require(lua: Lua, name: String) -> mlua::Result<Value> {
     let mt = lua.create_table()?;
     mt.raw_set("__index", lua.globals())?;
     env.set_metatable(Some(mt))?;
-    let content = file.content.strip_prefix('\u{feff}').unwrap_or(&file.content);
+    let content = file
+        .content
+        .strip_prefix('\u{feff}')
+        .unwrap_or(&file.content);
     let result = lua
         .load(content)
         .set_name(format!("@{}", file.path))

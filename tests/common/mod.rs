@@ -34,7 +34,11 @@ pub fn root_with_set() -> tempfile::TempDir {
 pub fn root_with_patch(fixture: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("phases")).unwrap();
-    std::fs::copy(fixtures().join(fixture), dir.path().join("phases/patch.lua")).unwrap();
+    std::fs::copy(
+        fixtures().join(fixture),
+        dir.path().join("phases/patch.lua"),
+    )
+    .unwrap();
     dir
 }
 

@@ -12,7 +12,12 @@ use crate::host::errors::ScriptError;
 use crate::host::services::{ScriptRunOpts, Services, not_configured};
 
 /// Make an async Lua function that calls `call` on the service, or fails with "not configured".
-fn bind<S, A, F, Fut>(lua: &Lua, svc: Option<Arc<S>>, module: &'static str, call: F) -> mlua::Result<Function>
+fn bind<S, A, F, Fut>(
+    lua: &Lua,
+    svc: Option<Arc<S>>,
+    module: &'static str,
+    call: F,
+) -> mlua::Result<Function>
 where
     S: ?Sized + Send + Sync + 'static,
     A: FromLuaMulti + Send + 'static,
@@ -49,17 +54,34 @@ pub const UYUNI: ModuleDef = ModuleDef {
     name: "uyuni",
     doc: "UYUNI operations (XML-RPC), each waiting for its action to finish.",
     functions: &[
-        FnDef { name: "system_get", params: &[SYS], returns: "table", doc: "Details of one system.", is_async: true },
+        FnDef {
+            name: "system_get",
+            params: &[SYS],
+            returns: "table",
+            doc: "Details of one system.",
+            is_async: true,
+        },
         FnDef {
             name: "script_run",
-            params: &[SYS, ("script", "string"), ("opts?", "{timeout?: integer, user?: string, group?: string}")],
+            params: &[
+                SYS,
+                ("script", "string"),
+                (
+                    "opts?",
+                    "{timeout?: integer, user?: string, group?: string}",
+                ),
+            ],
             returns: "{exit_code: integer, stdout: string, stderr: string}",
             doc: "Run a shell script on a system (quote values with spm.shell.quote).",
             is_async: true,
         },
         FnDef {
             name: "errata_apply",
-            params: &[("system_ids", "integer[]"), ("advisories", "string[]"), OPTS],
+            params: &[
+                ("system_ids", "integer[]"),
+                ("advisories", "string[]"),
+                OPTS,
+            ],
             returns: "{action_id: integer, results: table}",
             doc: "Apply advisories to systems and wait for the action.",
             is_async: true,
@@ -71,7 +93,13 @@ pub const UYUNI: ModuleDef = ModuleDef {
             doc: "Installed versions of the named packages.",
             is_async: true,
         },
-        FnDef { name: "reboot", params: &[SYS, OPTS], returns: "table", doc: "Reboot a system and wait for it per opts.", is_async: true },
+        FnDef {
+            name: "reboot",
+            params: &[SYS, OPTS],
+            returns: "table",
+            doc: "Reboot a system and wait for it per opts.",
+            is_async: true,
+        },
         FnDef {
             name: "errata_packages",
             params: &[("advisory", "string")],
@@ -96,43 +124,69 @@ fn build_uyuni(lua: &Lua, services: &Services) -> mlua::Result<Table> {
     )?;
     t.set(
         "script_run",
-        bind(lua, s.clone(), M, |s, lua, (id, script, opts): (i64, String, Option<Value>)| async move {
-            let opts: ScriptRunOpts = match opts {
-                None | Some(Value::Nil) => ScriptRunOpts::default(),
-                Some(v) => from_lua(&lua, v, "opts")?,
-            };
-            let r = s.script_run(system_id(id)?, script, opts).await.map_err(svc_err)?;
-            to_lua(&lua, &r)
-        })?,
+        bind(
+            lua,
+            s.clone(),
+            M,
+            |s, lua, (id, script, opts): (i64, String, Option<Value>)| async move {
+                let opts: ScriptRunOpts = match opts {
+                    None | Some(Value::Nil) => ScriptRunOpts::default(),
+                    Some(v) => from_lua(&lua, v, "opts")?,
+                };
+                let r = s
+                    .script_run(system_id(id)?, script, opts)
+                    .await
+                    .map_err(svc_err)?;
+                to_lua(&lua, &r)
+            },
+        )?,
     )?;
     t.set(
         "errata_apply",
-        bind(lua, s.clone(), M, |s, lua, (ids, advs, opts): (Value, Value, Option<Value>)| async move {
-            let ids: Vec<i64> = from_lua(&lua, ids, "system_ids")?;
-            for id in &ids {
-                system_id(*id)?;
-            }
-            let advs: Vec<String> = from_lua(&lua, advs, "advisories")?;
-            let opts = opts_json(&lua, opts, "opts")?;
-            let r = s.errata_apply(ids, advs, opts).await.map_err(svc_err)?;
-            to_lua(&lua, &r)
-        })?,
+        bind(
+            lua,
+            s.clone(),
+            M,
+            |s, lua, (ids, advs, opts): (Value, Value, Option<Value>)| async move {
+                let ids: Vec<i64> = from_lua(&lua, ids, "system_ids")?;
+                for id in &ids {
+                    system_id(*id)?;
+                }
+                let advs: Vec<String> = from_lua(&lua, advs, "advisories")?;
+                let opts = opts_json(&lua, opts, "opts")?;
+                let r = s.errata_apply(ids, advs, opts).await.map_err(svc_err)?;
+                to_lua(&lua, &r)
+            },
+        )?,
     )?;
     t.set(
         "packages_installed",
-        bind(lua, s.clone(), M, |s, lua, (id, names): (i64, Value)| async move {
-            let names: Vec<String> = from_lua(&lua, names, "names")?;
-            let v = s.packages_installed(system_id(id)?, names).await.map_err(svc_err)?;
-            to_lua(&lua, &v)
-        })?,
+        bind(
+            lua,
+            s.clone(),
+            M,
+            |s, lua, (id, names): (i64, Value)| async move {
+                let names: Vec<String> = from_lua(&lua, names, "names")?;
+                let v = s
+                    .packages_installed(system_id(id)?, names)
+                    .await
+                    .map_err(svc_err)?;
+                to_lua(&lua, &v)
+            },
+        )?,
     )?;
     t.set(
         "reboot",
-        bind(lua, s.clone(), M, |s, lua, (id, opts): (i64, Option<Value>)| async move {
-            let opts = opts_json(&lua, opts, "opts")?;
-            let v = s.reboot(system_id(id)?, opts).await.map_err(svc_err)?;
-            to_lua(&lua, &v)
-        })?,
+        bind(
+            lua,
+            s.clone(),
+            M,
+            |s, lua, (id, opts): (i64, Option<Value>)| async move {
+                let opts = opts_json(&lua, opts, "opts")?;
+                let v = s.reboot(system_id(id)?, opts).await.map_err(svc_err)?;
+                to_lua(&lua, &v)
+            },
+        )?,
     )?;
     t.set(
         "errata_packages",
@@ -149,7 +203,13 @@ pub const SNAPSHOT: ModuleDef = ModuleDef {
     name: "snapshot",
     doc: "Filesystem snapshots of test systems.",
     functions: &[
-        FnDef { name: "create", params: &[SYS, OPTS], returns: "{id: string}", doc: "Take a snapshot.", is_async: true },
+        FnDef {
+            name: "create",
+            params: &[SYS, OPTS],
+            returns: "{id: string}",
+            doc: "Take a snapshot.",
+            is_async: true,
+        },
         FnDef {
             name: "undo",
             params: &[SYS, ("snapshot_id", "string"), OPTS],
@@ -174,26 +234,41 @@ fn build_snapshot(lua: &Lua, services: &Services) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set(
         "create",
-        bind(lua, s.clone(), M, |s, lua, (id, opts): (i64, Option<Value>)| async move {
-            let opts = opts_json(&lua, opts, "opts")?;
-            let v = s.create(system_id(id)?, opts).await.map_err(svc_err)?;
-            to_lua(&lua, &v)
-        })?,
+        bind(
+            lua,
+            s.clone(),
+            M,
+            |s, lua, (id, opts): (i64, Option<Value>)| async move {
+                let opts = opts_json(&lua, opts, "opts")?;
+                let v = s.create(system_id(id)?, opts).await.map_err(svc_err)?;
+                to_lua(&lua, &v)
+            },
+        )?,
     )?;
     t.set(
         "undo",
-        bind(lua, s.clone(), M, |s, lua, (id, snap, opts): (i64, String, Option<Value>)| async move {
-            let opts = opts_json(&lua, opts, "opts")?;
-            let v = s.undo(system_id(id)?, snap, opts).await.map_err(svc_err)?;
-            to_lua(&lua, &v)
-        })?,
+        bind(
+            lua,
+            s.clone(),
+            M,
+            |s, lua, (id, snap, opts): (i64, String, Option<Value>)| async move {
+                let opts = opts_json(&lua, opts, "opts")?;
+                let v = s.undo(system_id(id)?, snap, opts).await.map_err(svc_err)?;
+                to_lua(&lua, &v)
+            },
+        )?,
     )?;
     t.set(
         "delete",
-        bind(lua, s.clone(), M, |s, lua, (id, snap): (i64, String)| async move {
-            let v = s.delete(system_id(id)?, snap).await.map_err(svc_err)?;
-            to_lua(&lua, &v)
-        })?,
+        bind(
+            lua,
+            s.clone(),
+            M,
+            |s, lua, (id, snap): (i64, String)| async move {
+                let v = s.delete(system_id(id)?, snap).await.map_err(svc_err)?;
+                to_lua(&lua, &v)
+            },
+        )?,
     )?;
     Ok(t)
 }
@@ -203,10 +278,21 @@ pub const PROM: ModuleDef = ModuleDef {
     name: "prom",
     doc: "Prometheus queries.",
     functions: &[
-        FnDef { name: "query", params: &[("expr", "string")], returns: "table", doc: "Instant query (PromQL).", is_async: true },
+        FnDef {
+            name: "query",
+            params: &[("expr", "string")],
+            returns: "table",
+            doc: "Instant query (PromQL).",
+            is_async: true,
+        },
         FnDef {
             name: "query_range",
-            params: &[("expr", "string"), ("start", "number"), ("end_", "number"), ("step", "number")],
+            params: &[
+                ("expr", "string"),
+                ("start", "number"),
+                ("end_", "number"),
+                ("step", "number"),
+            ],
             returns: "table",
             doc: "Range query; times in Unix seconds, step in seconds.",
             is_async: true,
@@ -228,13 +314,24 @@ fn build_prom(lua: &Lua, services: &Services) -> mlua::Result<Table> {
     )?;
     t.set(
         "query_range",
-        bind(lua, s.clone(), M, |s, lua, (expr, start, end, step): (String, f64, f64, f64)| async move {
-            if !(step > 0.0 && end >= start) {
-                return Err(ScriptError::script("spm.prom.query_range: need start <= end and step > 0").into_lua());
-            }
-            let v = s.query_range(expr, start, end, step).await.map_err(svc_err)?;
-            to_lua(&lua, &v)
-        })?,
+        bind(
+            lua,
+            s.clone(),
+            M,
+            |s, lua, (expr, start, end, step): (String, f64, f64, f64)| async move {
+                if !(step > 0.0 && end >= start) {
+                    return Err(ScriptError::script(
+                        "spm.prom.query_range: need start <= end and step > 0",
+                    )
+                    .into_lua());
+                }
+                let v = s
+                    .query_range(expr, start, end, step)
+                    .await
+                    .map_err(svc_err)?;
+                to_lua(&lua, &v)
+            },
+        )?,
     )?;
     Ok(t)
 }
@@ -257,11 +354,16 @@ fn build_ansible(lua: &Lua, services: &Services) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set(
         "run_playbook",
-        bind(lua, services.ansible.clone(), "spm.ansible", |s, lua, (path, opts): (String, Option<Value>)| async move {
-            let opts = opts_json(&lua, opts, "opts")?;
-            let v = s.run_playbook(path, opts).await.map_err(svc_err)?;
-            to_lua(&lua, &v)
-        })?,
+        bind(
+            lua,
+            services.ansible.clone(),
+            "spm.ansible",
+            |s, lua, (path, opts): (String, Option<Value>)| async move {
+                let opts = opts_json(&lua, opts, "opts")?;
+                let v = s.run_playbook(path, opts).await.map_err(svc_err)?;
+                to_lua(&lua, &v)
+            },
+        )?,
     )?;
     Ok(t)
 }
@@ -272,7 +374,10 @@ pub const NOTIFY: ModuleDef = ModuleDef {
     doc: "Notifications (mail, webhooks).",
     functions: &[FnDef {
         name: "send",
-        params: &[("message", "{channel?: string, to?: string|string[], subject: string, body: string}")],
+        params: &[(
+            "message",
+            "{channel?: string, to?: string|string[], subject: string, body: string}",
+        )],
         returns: "table",
         doc: "Send a notification.",
         is_async: true,
@@ -284,14 +389,19 @@ fn build_notify(lua: &Lua, services: &Services) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set(
         "send",
-        bind(lua, services.notify.clone(), "spm.notify", |s, lua, msg: Value| async move {
-            let msg: serde_json::Value = from_lua(&lua, msg, "message")?;
-            if !msg.is_object() {
-                return Err(ScriptError::script("spm.notify.send expects a table").into_lua());
-            }
-            let v = s.send(msg).await.map_err(svc_err)?;
-            to_lua(&lua, &v)
-        })?,
+        bind(
+            lua,
+            services.notify.clone(),
+            "spm.notify",
+            |s, lua, msg: Value| async move {
+                let msg: serde_json::Value = from_lua(&lua, msg, "message")?;
+                if !msg.is_object() {
+                    return Err(ScriptError::script("spm.notify.send expects a table").into_lua());
+                }
+                let v = s.send(msg).await.map_err(svc_err)?;
+                to_lua(&lua, &v)
+            },
+        )?,
     )?;
     Ok(t)
 }

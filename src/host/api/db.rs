@@ -15,7 +15,11 @@ pub const MODULE: ModuleDef = ModuleDef {
     functions: &[
         FnDef {
             name: "query",
-            params: &[("view", "string"), ("filters?", "table<string, any>"), ("opts?", "{limit?: integer}")],
+            params: &[
+                ("view", "string"),
+                ("filters?", "table<string, any>"),
+                ("opts?", "{limit?: integer}"),
+            ],
             returns: "table[]",
             doc: "Rows of a view (v_queue, v_pending_approvals, v_errata, v_systems, v_compliance) whose columns equal the filters.",
             is_async: true,
@@ -56,7 +60,9 @@ fn namespace(lua: &Lua) -> mlua::Result<String> {
     lua.app_data_ref::<RunInfo>()
         .map(|r| r.script.clone())
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ScriptError::script("spm.db.kv_*: no running script to key the values by").into_lua())
+        .ok_or_else(|| {
+            ScriptError::script("spm.db.kv_*: no running script to key the values by").into_lua()
+        })
 }
 
 fn check_key(key: &str) -> mlua::Result<()> {
@@ -117,8 +123,10 @@ fn build(lua: &Lua, services: &Services) -> mlua::Result<Table> {
                     None => Ok(Value::Nil),
                     Some(text) => {
                         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                            ScriptError::script(format!("spm.db.kv_get: stored value is not JSON: {e}"))
-                                .into_lua()
+                            ScriptError::script(format!(
+                                "spm.db.kv_get: stored value is not JSON: {e}"
+                            ))
+                            .into_lua()
                         })?;
                         to_lua(&lua, &v)
                     }

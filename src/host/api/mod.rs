@@ -128,10 +128,8 @@ mod tests {
         let services = Services::default();
         for m in MODULES {
             let t = (m.build)(&lua, &services).unwrap();
-            let mut registered: Vec<String> = t
-                .pairs::<String, Value>()
-                .map(|p| p.unwrap().0)
-                .collect();
+            let mut registered: Vec<String> =
+                t.pairs::<String, Value>().map(|p| p.unwrap().0).collect();
             registered.sort();
             let mut documented: Vec<String> =
                 m.functions.iter().map(|f| f.name.to_string()).collect();

@@ -32,8 +32,7 @@ pub const MODULE: ModuleDef = ModuleDef {
 /// Quote `s` as one POSIX shell word.
 pub fn quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
     {
         return s.to_string();

@@ -67,7 +67,11 @@ mod tests {
         assert_eq!(render("host {{ name }}", &v).unwrap(), "host web1");
         let e = render("{{ missing }}", &v).unwrap_err();
         assert!(e.contains("undefined"), "{e}");
-        let e = render("{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}", &v).unwrap_err();
+        let e = render(
+            "{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}",
+            &v,
+        )
+        .unwrap_err();
         assert!(e.contains("fuel"), "{e}");
     }
 }

@@ -59,11 +59,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
         if num_len == 0 {
-            return Err(format!("bad duration `{text}`: expected a number at `{rest}`"));
+            return Err(format!(
+                "bad duration `{text}`: expected a number at `{rest}`"
+            ));
         }
-        let n: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("bad duration `{text}`: `{}` is not a number", &rest[..num_len]))?;
+        let n: f64 = rest[..num_len].parse().map_err(|_| {
+            format!(
+                "bad duration `{text}`: `{}` is not a number",
+                &rest[..num_len]
+            )
+        })?;
         rest = &rest[num_len..];
         let unit_len = rest
             .find(|c: char| !c.is_ascii_alphabetic())
@@ -76,7 +81,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => 60.0,
             "h" => 3600.0,
             "d" => 86400.0,
-            "" => return Err(format!("bad duration `{text}`: missing unit (ms, s, m, h, d)")),
+            "" => {
+                return Err(format!(
+                    "bad duration `{text}`: missing unit (ms, s, m, h, d)"
+                ));
+            }
             other => {
                 return Err(format!(
                     "bad duration `{text}`: unknown unit `{other}` (ms, s, m, h, d)"
