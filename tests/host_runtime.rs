@@ -61,6 +61,53 @@ async fn endless_loop_is_stopped_by_the_phase_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spm_try_does_not_swallow_a_timeout() {
+    let root = common::root_with_patch("runaway/loop_in_try.lua");
+    let set = load(root.path()).await;
+    let out = run_phase(
+        set,
+        &Services::default(),
+        "debian",
+        "patch",
+        json!({}),
+        &Limits::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(out.result.unwrap_err().kind, ErrorKind::Timeout);
+}
+
+/// A pure Lua loop yields to tokio, so other tasks on a one-thread runtime keep running.
+#[tokio::test(flavor = "current_thread")]
+async fn a_computing_script_does_not_starve_the_runtime() {
+    let root = common::root_with_patch("runaway/loop.lua");
+    let set = load(root.path()).await;
+    let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t2 = ticks.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            t2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let out = run_phase(
+        set,
+        &Services::default(),
+        "debian",
+        "patch",
+        json!({}),
+        &Limits::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    ticker.abort();
+    assert_eq!(out.result.unwrap_err().kind, ErrorKind::Timeout);
+    // About 50 ticks fit in the 1 s phase timeout; a starved runtime would show 0.
+    let n = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(n >= 10, "only {n} ticks while the script ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_loop_is_stopped_by_cancellation() {
     let root = common::root_with_patch("runaway/loop.lua");
     let set = load(root.path()).await;

@@ -36,15 +36,16 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Sources of the whole root plus the named paths; returns (sources, paths to report on).
-fn collect(
-    root: &Path,
-    paths: &[PathBuf],
-) -> anyhow::Result<(
-    Vec<(String, Arc<str>)>,
-    Option<BTreeSet<String>>,
-    Vec<Diagnostic>,
-)> {
+/// What `spm check` reads: every source, the paths to report on (all when `None`), and
+/// files that could not be read.
+struct Collected {
+    sources: Vec<(String, Arc<str>)>,
+    selected: Option<BTreeSet<String>>,
+    unreadable: Vec<Diagnostic>,
+}
+
+/// Sources of the whole root plus the named paths.
+fn collect(root: &Path, paths: &[PathBuf]) -> anyhow::Result<Collected> {
     let mut files = scriptset::scan(root)
         .with_context(|| format!("reading scripts under {}", root.display()))?;
     let mut selected = None;
@@ -74,14 +75,22 @@ fn collect(
         }
         selected = Some(sel);
     }
-    let (sources, bad) = scriptset::read_sources(&files);
-    Ok((sources, selected, bad))
+    let (sources, unreadable) = scriptset::read_sources(&files);
+    Ok(Collected {
+        sources,
+        selected,
+        unreadable,
+    })
 }
 
 /// Run `spm check`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let rt = runtime()?;
-    let (sources, selected, mut diags) = collect(&args.root, &args.paths)?;
+    let Collected {
+        sources,
+        selected,
+        unreadable: mut diags,
+    } = collect(&args.root, &args.paths)?;
     let report = rt.block_on(ScriptSet::load_sources(
         &args.root,
         &Contracts::default(),

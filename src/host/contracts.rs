@@ -303,12 +303,13 @@ pub fn validate(
             continue;
         };
         let key = ks.to_string_lossy();
-        let line = key_line(source, &key).or(ret_line);
+        // Only computed for problems: it scans the source.
+        let line = || key_line(source, &key).or(ret_line);
         let Some(field) = fields.iter().find(|f| f.name == key) else {
             let known: Vec<&str> = fields.iter().map(|f| f.name).collect();
             out.push(Diagnostic::error(
                 path,
-                line,
+                line(),
                 format!(
                     "unknown key `{key}` in a {kind} table (allowed: {})",
                     known.join(", ")
@@ -327,8 +328,8 @@ pub fn validate(
         };
         if let Err(msg) = ty_ok {
             let line = match &v {
-                Value::Function(func) => func.info().line_defined.or(line),
-                _ => line,
+                Value::Function(func) => func.info().line_defined.or_else(line),
+                _ => line(),
             };
             out.push(Diagnostic::error(path, line, format!("`{key}` {msg}")));
         }

@@ -94,6 +94,9 @@ pub struct Vm {
 
 const LOADED_KEY: &str = "spm_loaded";
 
+/// How long pure Lua code may hold a worker thread before the hook yields to tokio.
+const YIELD_EVERY: Duration = Duration::from_millis(5);
+
 /// Build a VM: sandbox, modules, `require` over `libs`, memory limit and instruction hook.
 pub fn build(
     services: &Services,
@@ -131,6 +134,11 @@ fn install_limits(
     cancel: CancellationToken,
 ) -> mlua::Result<()> {
     lua.set_memory_limit(limits.memory_bytes)?;
+    // Pure Lua code never awaits; yielding from the hook now and then hands the worker
+    // thread back to tokio (only where Lua can yield, mlua checks) so timeouts and other
+    // tasks run while a script computes.
+    let started = Instant::now();
+    let last_yield = AtomicU64::new(0);
     lua.set_global_hook(
         mlua::HookTriggers::new().every_nth_instruction(limits.hook_every.max(1)),
         move |_lua, _debug| {
@@ -143,6 +151,12 @@ fn install_limits(
                     "script ran past its deadline (endless loop?) and was stopped",
                 )
                 .into_lua());
+            }
+            let now = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let last = last_yield.load(Ordering::Relaxed);
+            if now.saturating_sub(last) >= YIELD_EVERY.as_nanos() as u64 {
+                last_yield.store(now, Ordering::Relaxed);
+                return Ok(mlua::VmState::Yield);
             }
             Ok(mlua::VmState::Continue)
         },
