@@ -85,7 +85,9 @@ async fn broken_edit_keeps_the_last_good_set_and_a_fix_bumps_the_generation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_started_before_an_edit_finishes_with_the_old_version() {
     let root = common::root_with_patch("sandbox/sleepy.lua");
-    let host = ScriptHost::open(root.path(), Contracts::default())
+    let dbdir = tempfile::tempdir().unwrap();
+    let store = spm::store::Store::open(&dbdir.path().join("spm.db")).unwrap();
+    let host = ScriptHost::open_with_store(root.path(), Contracts::default(), Some(store.clone()))
         .await
         .unwrap();
     let old_sha = host
@@ -135,6 +137,13 @@ async fn a_run_started_before_an_edit_finishes_with_the_old_version() {
     assert_eq!(out.result.unwrap()["version"], "new");
     assert_eq!(out.scripts[0].generation, 2);
     assert_ne!(out.scripts[0].sha256, old_sha);
+    // Both versions are on record with their generation.
+    for (generation, sha) in [(1, old_sha.clone()), (2, out.scripts[0].sha256.clone())] {
+        let rows = store
+            .read_blocking(move |c| spm::store::script_versions::for_generation(c, generation))
+            .unwrap();
+        assert_eq!(rows, vec![("phases/patch.lua".to_string(), sha)]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

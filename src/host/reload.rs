@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::contracts::{Contracts, Diagnostic};
 use super::scriptset::{LoadReport, ScriptSet, WATCHED_DIRS, scan};
+use crate::store::{Store, script_versions};
 
 /// Default debounce of the file watcher.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(100);
@@ -84,6 +85,7 @@ pub struct ScriptHost {
     status: Mutex<ReloadStatus>,
     events: broadcast::Sender<ReloadOutcome>,
     reload_lock: tokio::sync::Mutex<()>,
+    store: Option<Store>,
 }
 
 impl std::fmt::Debug for ScriptHost {
@@ -126,12 +128,16 @@ fn list(d: &[Diagnostic]) -> String {
 /// Keeps a watcher alive; dropping it stops watching.
 pub struct WatchHandle {
     _debouncer: Option<Box<dyn std::any::Any + Send>>,
+    poller: Option<JoinHandle<()>>,
     task: JoinHandle<()>,
 }
 
 impl Drop for WatchHandle {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(p) = &self.poller {
+            p.abort();
+        }
     }
 }
 
@@ -144,6 +150,16 @@ impl std::fmt::Debug for WatchHandle {
 impl ScriptHost {
     /// Load the scripts under `root`; refuses to start on errors (nothing good to serve yet).
     pub async fn open(root: &Path, contracts: Contracts) -> Result<Arc<Self>, OpenError> {
+        Self::open_with_store(root, contracts, None).await
+    }
+
+    /// Like [`ScriptHost::open`], also recording every set put in service in the
+    /// `script_versions` table of `store`.
+    pub async fn open_with_store(
+        root: &Path,
+        contracts: Contracts,
+        store: Option<Store>,
+    ) -> Result<Arc<Self>, OpenError> {
         let report = ScriptSet::load_dir(root, &contracts, 1)
             .await
             .map_err(|source| OpenError::Io {
@@ -157,6 +173,7 @@ impl ScriptHost {
             });
         }
         let (events, _) = broadcast::channel(64);
+        record_versions(store.as_ref(), &report.set).await;
         Ok(Arc::new(Self {
             root: root.to_path_buf(),
             contracts,
@@ -168,6 +185,7 @@ impl ScriptHost {
             current: ArcSwap::from_pointee(report.set),
             events,
             reload_lock: tokio::sync::Mutex::new(()),
+            store,
         }))
     }
 
@@ -211,6 +229,9 @@ impl ScriptHost {
             }
             Ok(report) => self.apply(current, report),
         };
+        if matches!(outcome, ReloadOutcome::Applied { .. }) {
+            record_versions(self.store.as_ref(), &self.current()).await;
+        }
         let _ = self.events.send(outcome.clone());
         outcome
     }
@@ -264,6 +285,7 @@ impl ScriptHost {
     /// Start watching; reloads run on the current tokio runtime. Keep the handle alive.
     pub fn watch(self: &Arc<Self>, mode: WatchMode) -> Result<WatchHandle, notify::Error> {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let mut poller = None;
         let debouncer: Option<Box<dyn std::any::Any + Send>> = match mode {
             WatchMode::Notify { debounce } => {
                 let tx = tx.clone();
@@ -295,8 +317,9 @@ impl ScriptHost {
             WatchMode::Poll { interval } => {
                 let root = self.root.clone();
                 let tx = tx.clone();
-                tokio::spawn(async move {
-                    let mut last = poll_fingerprint(&root);
+                // Baseline now, so edits made right after `watch` returns are seen.
+                let mut last = poll_fingerprint(&root);
+                poller = Some(tokio::spawn(async move {
                     loop {
                         tokio::time::sleep(interval).await;
                         let now = poll_fingerprint(&root);
@@ -307,7 +330,7 @@ impl ScriptHost {
                             }
                         }
                     }
-                });
+                }));
                 None
             }
         };
@@ -322,8 +345,26 @@ impl ScriptHost {
         });
         Ok(WatchHandle {
             _debouncer: debouncer,
+            poller,
             task,
         })
+    }
+}
+
+/// Write the set's (path, hash, generation) rows; a failure is logged, never fatal.
+async fn record_versions(store: Option<&Store>, set: &ScriptSet) {
+    let Some(store) = store else { return };
+    let generation = set.generation;
+    let files: Vec<(String, String)> = set
+        .files
+        .values()
+        .map(|f| (f.path.clone(), f.sha256.clone()))
+        .collect();
+    if let Err(e) = store
+        .write(move |tx| script_versions::record_set(tx, generation, &files))
+        .await
+    {
+        tracing::error!(target: "spm::reload", error = %e, generation, "cannot record script versions");
     }
 }
 

@@ -15,7 +15,7 @@ pub fn stdlib() -> StdLib {
 }
 
 /// Globals removed after the libraries load.
-const REMOVED_GLOBALS: &[&str] = &["dofile", "loadfile", "collectgarbage"];
+const REMOVED_GLOBALS: &[&str] = &["dofile", "loadfile", "collectgarbage", "warn"];
 
 /// Registry key where [`hide_coroutine`] keeps the `coroutine` table.
 const COROUTINE_KEY: &str = "spm_hidden_coroutine";

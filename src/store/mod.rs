@@ -8,6 +8,7 @@
 
 pub mod migrations;
 pub mod script_kv;
+pub mod script_versions;
 pub mod views;
 
 use std::path::{Path, PathBuf};
