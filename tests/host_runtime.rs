@@ -408,3 +408,34 @@ async fn db_kv_and_views_on_a_real_store() {
     assert_eq!(err.kind, ErrorKind::Config);
     assert!(err.message.contains("spm.db is not configured"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pure_modules_work_from_lua() {
+    let root = common::root_with_patch("sandbox/modules.lua");
+    let set = load(root.path()).await;
+    let out = run_phase(
+        set,
+        &Services::default(),
+        "ubuntu",
+        "patch",
+        json!({"svc": "nginx", "host": "web 1"}),
+        &Limits::default(),
+        CancellationToken::new(),
+    )
+    .await;
+    let v = out.result.unwrap();
+    assert_eq!(v["text"], "restart nginx on web 1");
+    assert!(
+        v["undefined"].as_str().unwrap().contains("undefined"),
+        "{v}"
+    );
+    assert_eq!(v["minutes"], 90.0);
+    assert_eq!(v["next"], 3 * 3600);
+    assert_eq!(v["quoted"], "echo 'web 1' '$(id)'");
+    assert_eq!(v["same"], true);
+    assert!(
+        v["bad_require"].as_str().unwrap().contains("spm modules:"),
+        "{v}"
+    );
+    assert_eq!(v["now_ok"], true);
+}

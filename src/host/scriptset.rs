@@ -241,12 +241,21 @@ impl ScriptSet {
             let header = super::header::parse(&path, &content).ok();
             let mut compiled_ok = false;
             if let Some(vm) = &vm {
-                match loader::load(vm, contracts, &path, &content, expected_kind(&path)).await {
-                    Ok(loaded) => {
+                let load = loader::load(vm, contracts, &path, &content, expected_kind(&path));
+                match tokio::time::timeout(vm.deadline.remaining(), load).await {
+                    Ok(Ok(loaded)) => {
                         compiled_ok = true;
                         diagnostics.extend(loaded.warnings);
                     }
-                    Err(mut d) => diagnostics.append(&mut d),
+                    Ok(Err(mut d)) => diagnostics.append(&mut d),
+                    Err(_) => diagnostics.push(Diagnostic::error(
+                        &path,
+                        None,
+                        format!(
+                            "loading the script set took longer than {}s; top-level code must not wait or loop",
+                            LOAD_BUDGET.as_secs()
+                        ),
+                    )),
                 }
             }
             set.files.insert(

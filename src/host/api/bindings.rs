@@ -405,3 +405,120 @@ fn build_notify(lua: &Lua, services: &Services) -> mlua::Result<Table> {
     )?;
     Ok(t)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The glue between Lua tables and the service traits, with a recording test double.
+
+    use std::sync::{Arc, Mutex};
+
+    use futures::FutureExt;
+    use serde_json::{Value as Json, json};
+    use tokio_util::sync::CancellationToken;
+
+    use crate::host::errors::{ErrorKind, ScriptError};
+    use crate::host::limits::Limits;
+    use crate::host::services::{
+        ErrataApplyResult, ScriptRunOpts, ScriptRunResult, ServiceFuture, Services, UyuniService,
+    };
+    use crate::host::vm::{self, Deadline};
+
+    #[derive(Default)]
+    struct Recorder {
+        calls: Mutex<Vec<Json>>,
+    }
+
+    impl UyuniService for Recorder {
+        fn system_get(&self, system_id: i64) -> ServiceFuture<'_, Json> {
+            async move {
+                if system_id == 404 {
+                    return Err(ScriptError::new(ErrorKind::Transient, "UYUNI busy"));
+                }
+                Ok(json!({"id": system_id, "name": "web1"}))
+            }
+            .boxed()
+        }
+        fn script_run(
+            &self,
+            system_id: i64,
+            script: String,
+            opts: ScriptRunOpts,
+        ) -> ServiceFuture<'_, ScriptRunResult> {
+            if let Ok(mut c) = self.calls.lock() {
+                c.push(json!({"id": system_id, "script": script, "timeout": opts.timeout}));
+            }
+            async move {
+                Ok(ScriptRunResult {
+                    exit_code: 3,
+                    stdout: "out".into(),
+                    stderr: String::new(),
+                })
+            }
+            .boxed()
+        }
+        fn errata_apply(
+            &self,
+            system_ids: Vec<i64>,
+            advisories: Vec<String>,
+            _opts: Json,
+        ) -> ServiceFuture<'_, ErrataApplyResult> {
+            async move {
+                Ok(ErrataApplyResult {
+                    action_id: 7,
+                    results: json!({"systems": system_ids, "advisories": advisories}),
+                })
+            }
+            .boxed()
+        }
+        fn packages_installed(&self, _: i64, _: Vec<String>) -> ServiceFuture<'_, Json> {
+            async { Ok(json!([])) }.boxed()
+        }
+        fn reboot(&self, _: i64, _: Json) -> ServiceFuture<'_, Json> {
+            async { Ok(json!({})) }.boxed()
+        }
+        fn errata_packages(&self, _: String) -> ServiceFuture<'_, Json> {
+            async { Ok(json!([])) }.boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn arguments_results_and_typed_errors_cross_the_binding() {
+        let rec = Arc::new(Recorder::default());
+        let services = Services {
+            uyuni: Some(rec.clone()),
+            ..Services::default()
+        };
+        let vm = vm::build(
+            &services,
+            Arc::new(Default::default()),
+            &Limits::default(),
+            Deadline::after(std::time::Duration::from_secs(10)),
+            CancellationToken::new(),
+        )
+        .unwrap();
+        let code = r#"
+            local r = spm.uyuni.script_run(10, "id", { timeout = 30 })
+            local a = spm.uyuni.errata_apply({ 1, 2 }, { "USN-1" })
+            local _, busy = spm.try(spm.uyuni.system_get, 404)
+            local _, bad_opt = spm.try(spm.uyuni.script_run, 10, "id", { timeot = 30 })
+            local _, bad_id = spm.try(spm.uyuni.system_get, -1)
+            return { r.exit_code, r.stdout, a.action_id, a.results.advisories[1],
+                     busy.kind, busy.retryable, bad_opt.message, bad_id.kind }
+        "#;
+        let out: Vec<mlua::Value> = vm.lua.load(code).eval_async().await.unwrap();
+        let s = |i: usize| out[i].to_string().unwrap();
+        assert_eq!(s(0), "3");
+        assert_eq!(s(1), "out");
+        assert_eq!(s(2), "7");
+        assert_eq!(s(3), "USN-1");
+        assert_eq!(s(4), "transient");
+        assert_eq!(s(5), "true");
+        assert!(s(6).contains("timeot"), "{}", s(6));
+        assert_eq!(s(7), "script");
+        let calls = rec.calls.lock().unwrap().clone();
+        assert_eq!(
+            calls,
+            vec![json!({"id": 10, "script": "id", "timeout": 30})]
+        );
+    }
+}
