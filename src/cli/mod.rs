@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod ansible;
+
 /// What a command reports when it did not fail: success, or a well-formed "no".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -17,7 +19,11 @@ pub enum Outcome {
 
 /// Top-level command line.
 #[derive(Debug, Parser)]
-#[command(name = "spm", version, about = "Security patch manager for UYUNI-managed Linux fleets")]
+#[command(
+    name = "spm",
+    version,
+    about = "Security patch manager for UYUNI-managed Linux fleets"
+)]
 pub struct Cli {
     /// Configuration file (TOML). Default: ./spm.toml when present.
     #[arg(long, global = true, env = "SPM_CONFIG")]
@@ -40,7 +46,10 @@ pub enum LogFormat {
 
 /// Every subcommand.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Run Ansible playbooks with spm's executor.
+    Ansible(ansible::AnsibleArgs),
+}
 
 /// Parse the command line, run the command, and map the result to an exit code.
 pub fn main() -> ExitCode {
@@ -69,5 +78,9 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    match cli.command {}
+    match cli.command {
+        Command::Ansible(args) => {
+            ansible::run(args, crate::services::ansible::AnsibleConfig::default())
+        }
+    }
 }
