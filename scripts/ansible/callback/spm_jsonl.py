@@ -49,11 +49,11 @@ def _text(value):
 
 
 def _message(result):
-    """The most useful human-readable message of a task result dictionary."""
-    for key in ("msg", "reason", "stderr", "exception", "stdout"):
-        value = result.get(key)
-        if value:
-            return _text(value)
+    """The most useful human-readable message of a task result dictionary.
+
+    For loops, the message of the first failed item beats the generic
+    "One or more items failed".
+    """
     results = result.get("results")
     if isinstance(results, list):
         for item in results:
@@ -61,6 +61,10 @@ def _message(result):
                 msg = _message(item)
                 if msg:
                     return msg
+    for key in ("msg", "reason", "stderr", "exception", "stdout"):
+        value = result.get(key)
+        if value:
+            return _text(value)
     return None
 
 
