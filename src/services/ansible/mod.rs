@@ -502,7 +502,10 @@ impl AnsibleRunner {
         })?;
         let mut guard = GroupGuard::new(child.id());
         let stdout = child.stdout.take();
-        let stderr_task = child.stderr.take().map(|s| tokio::spawn(read_stderr(s)));
+        let mut stderr_task = child
+            .stderr
+            .take()
+            .map(|s| AbortOnDrop(tokio::spawn(read_stderr(s))));
 
         let cancel = opts.cancel.clone().unwrap_or_default();
         let mut collector = Collector::new();
@@ -594,8 +597,8 @@ impl AnsibleRunner {
                 });
             }
         };
-        let stderr = match stderr_task {
-            Some(task) => match tokio::time::timeout(DRAIN, task).await {
+        let stderr = match &mut stderr_task {
+            Some(task) => match tokio::time::timeout(DRAIN, &mut task.0).await {
                 Ok(Ok(tail)) => tail,
                 _ => String::new(),
             },
@@ -806,6 +809,16 @@ async fn read_stderr(stderr: impl AsyncRead + Unpin) -> String {
         tail.push_back(line);
     }
     Vec::from(tail).join("\n")
+}
+
+/// A spawned task aborted when this handle is dropped (e.g. a stderr reader whose pipe a
+/// stray grandchild keeps open).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A private temporary directory (mode 0700), removed on drop.
