@@ -506,3 +506,35 @@ fn cli_rejects_bad_extra_vars_before_running() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be a JSON object"));
 }
+
+#[tokio::test]
+async fn an_existing_ini_inventory_is_used_as_is() {
+    require_ansible();
+    let dir = tempfile::tempdir().unwrap();
+    let playbook = write(
+        dir.path(),
+        "group.yml",
+        "- hosts: db\n  gather_facts: false\n  tasks:\n    - name: Check the group var\n      ansible.builtin.assert:\n        that: role == 'database'\n",
+    );
+    let inventory = write(
+        dir.path(),
+        "hosts.ini",
+        "[db]\ndb1 ansible_connection=local\ndb2 ansible_connection=local\n\n[web]\nweb1 ansible_connection=local\n\n[db:vars]\nrole=database\n",
+    );
+    let result = runner()
+        .run_playbook(
+            &playbook,
+            RunOptions {
+                inventory: Some(inventory),
+                limit: Some("db2".into()),
+                timeout_secs: Some(120),
+                ..RunOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.status, RunStatus::Succeeded, "{result:?}");
+    let names: Vec<_> = result.hosts.iter().map(|h| h.host.as_str()).collect();
+    assert_eq!(names, ["db2"]);
+    assert_eq!(result.hosts[0].ok, 1);
+}
