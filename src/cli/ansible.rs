@@ -152,10 +152,13 @@ fn run_playbook(args: RunArgs, config: AnsibleConfig) -> anyhow::Result<Outcome>
 
 fn print_table(result: &PlaybookResult) {
     println!(
-        "playbook {}{}: {:?} (rc {}), {} host(s), {} failed/unreachable, {} ms",
+        "playbook {}{}: {} (rc {}), {} host(s), {} failed/unreachable, {} ms",
         result.playbook.display(),
         if result.check { " [check]" } else { "" },
-        result.status,
+        match result.status {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        },
         result
             .rc
             .map_or_else(|| "none".to_string(), |c| c.to_string()),
@@ -189,7 +192,14 @@ fn failure_text(h: &HostResult) -> String {
             format!("{task}: {msg}")
         }
         (Some(task), None) => task.clone(),
-        _ => String::new(),
+        _ => match &h.report {
+            // The shipped playbooks report hosts of another OS family as skipped.
+            Some(report) if report["skipped"] == Value::Bool(true) => format!(
+                "skipped: {}",
+                report["reason"].as_str().unwrap_or("not applicable")
+            ),
+            _ => String::new(),
+        },
     }
 }
 

@@ -49,3 +49,25 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AnsibleErro
         .map_err(|e| io_err(context())(e))?;
     file.write_all(bytes).map_err(|e| io_err(context())(e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn private_dir_and_files_are_owner_only_and_removed_on_drop() {
+        let work = WorkDir::create().unwrap();
+        let dir = work.path().to_path_buf();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        let file = dir.join("extra-vars.json");
+        write_private(&file, b"{}").unwrap();
+        assert_eq!(mode(&file), 0o600);
+        // An existing file is never reused or overwritten.
+        assert!(write_private(&file, b"{\"x\":1}").is_err());
+        assert_eq!(std::fs::read(&file).unwrap(), b"{}");
+        drop(work);
+        assert!(!dir.exists());
+    }
+}
