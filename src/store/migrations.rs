@@ -11,6 +11,7 @@ use super::StoreError;
 pub const FILES: &[(&str, &str)] = &[
     ("0001_core.sql", include_str!("../../migrations/0001_core.sql")),
     ("0002_views.sql", include_str!("../../migrations/0002_views.sql")),
+    ("0003_api_indexes.sql", include_str!("../../migrations/0003_api_indexes.sql")),
 ];
 
 /// The migration set as rusqlite_migration sees it.

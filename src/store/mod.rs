@@ -6,7 +6,12 @@
 //! [`Store::write`], which run the closure on tokio's blocking pool; synchronous callers
 //! (CLI, tests) use the `*_blocking` variants.
 
+pub mod audit;
+pub mod fixtures;
 pub mod migrations;
+pub mod queue_view;
+pub mod stats;
+pub mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

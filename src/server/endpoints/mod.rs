@@ -1,0 +1,6 @@
+//! Handlers for the endpoints whose data lives in the schema. One module per resource.
+
+pub mod audit;
+pub mod queue;
+pub mod targets;
+pub mod tokens;
