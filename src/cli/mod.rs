@@ -2,6 +2,10 @@
 //!
 //! Exit codes: 0 ok, 1 "the answer is no" (a check failed, a budget tripped), 2 error.
 
+pub mod bench;
+pub mod serve;
+pub mod token;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -40,7 +44,14 @@ pub enum LogFormat {
 
 /// Every subcommand.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Run the service: HTTP API, metrics, health probes.
+    Serve(serve::ServeArgs),
+    /// Manage API tokens.
+    Token(token::TokenArgs),
+    /// Run a benchmark and print its figures.
+    Bench(bench::BenchArgs),
+}
 
 /// Parse the command line, run the command, and map the result to an exit code.
 pub fn main() -> ExitCode {
@@ -69,5 +80,9 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    match cli.command {}
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Token(args) => token::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
 }

@@ -178,30 +178,21 @@ where
 }
 
 /// Deserialize a JSON body, mapping errors to a 400 that names the field.
+///
+/// The text is parsed to a JSON value first (syntax errors are `malformed_json`), then
+/// converted to `T` with the path tracked, so wrong types and unknown fields name the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_json",
-                    format!("the request body is not valid JSON: {inner}"),
-                )
-            }
-            _ => data_error(&path, &inner.to_string(), "body"),
-        }
-    })?;
-    de.end().map_err(|e| {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
-            format!("the request body has trailing data: {e}"),
+            format!("the request body is not valid JSON: {e}"),
         )
     })?;
-    Ok(value)
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        data_error(&path, &e.into_inner().to_string(), "body")
+    })
 }
 
 /// Build a 400 for a deserialisation error at `path` (`.` = root) under `root`.
@@ -213,11 +204,11 @@ fn data_error(path: &str, message: &str, root: &str) -> ApiError {
     };
     let code = if message.starts_with("unknown field") {
         // serde names the unknown field in backticks; report it as the field at fault.
-        if let Some(name) = message.split('`').nth(1) {
-            field = Some(match field {
-                Some(p) => format!("{p}.{name}"),
-                None => name.to_owned(),
-            });
+        // serde_path_to_error already ends the path with the unknown key.
+        if field.is_none()
+            && let Some(name) = message.split('`').nth(1)
+        {
+            field = Some(name.to_owned());
         }
         "unknown_field"
     } else if message.starts_with("missing field") {

@@ -16,6 +16,7 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod service;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -31,3 +31,20 @@ pub fn seed_queue(tx: &Transaction<'_>, n: usize) -> StoreResult<usize> {
     }
     Ok(n)
 }
+
+/// Insert a system row (id, name, ip, os, role) as the sync would.
+pub fn insert_system(
+    tx: &Transaction<'_>,
+    id: i64,
+    name: &str,
+    ip: Option<&str>,
+    os: &str,
+    role: &str,
+) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO systems (id, name, hostname, ip, os, env, role, groups)
+         VALUES (?1, ?2, ?2, ?3, ?4, 'test', ?5, '[\"spm-test-' || ?4 || '\"]')",
+        params![id, name, ip, os, role],
+    )?;
+    Ok(())
+}
