@@ -167,6 +167,16 @@ pub fn render(db: &MetricsSnapshot, m: &Metrics) -> String {
     }
     family(&mut out, "spm_sync_calls_total", "counter", "UYUNI calls made by syncs since start.");
     let _ = writeln!(out, "spm_sync_calls_total {}", m.sync_calls.load(Ordering::Relaxed));
+    family(&mut out, "spm_compliance_systems", "gauge", "Systems by compliance status, OS and environment.");
+    for (status, os, env, n) in &db.compliance {
+        let _ = writeln!(
+            out,
+            "spm_compliance_systems{{status=\"{}\",os=\"{}\",env=\"{}\"}} {n}",
+            escape(status),
+            escape(os),
+            escape(env)
+        );
+    }
     family(&mut out, "spm_notifications_unread", "gauge", "Unread notifications.");
     let _ = writeln!(out, "spm_notifications_unread {}", db.notifications_unread);
     family(&mut out, "spm_api_tokens", "gauge", "Active API tokens by role.");

@@ -39,6 +39,8 @@ pub struct MetricsSnapshot {
     pub notifications_unread: i64,
     /// Active (non-revoked) API tokens per role.
     pub tokens_by_role: BTreeMap<String, i64>,
+    /// Systems per (compliance status, os, env).
+    pub compliance: Vec<(String, String, String, i64)>,
 }
 
 fn group_count(conn: &Connection, sql: &str) -> StoreResult<BTreeMap<String, i64>> {
@@ -98,6 +100,13 @@ pub fn metrics(conn: &Connection) -> StoreResult<MetricsSnapshot> {
         m.last_sync_calls = Some(calls);
         m.last_sync_timestamp = Some(ts);
     }
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.status, COALESCE(c.os, s.os), COALESCE(c.env, s.env, ''), COUNT(*)
+         FROM compliance c JOIN systems s ON s.id = c.system_id GROUP BY 1, 2, 3",
+    )?;
+    m.compliance = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
     m.notifications_unread = conn.query_row(
         "SELECT COUNT(*) FROM notifications WHERE read = 0",
         [],
