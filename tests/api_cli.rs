@@ -22,17 +22,30 @@ fn token_create_list_revoke_and_serve_refuses_without_admin() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("spm token create"), "{err}");
 
-    let out = spm(&db, &["token", "create", "--name", "ops", "--role", "admin"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = spm(
+        &db,
+        &["token", "create", "--name", "ops", "--role", "admin"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert!(token.starts_with("spm_") && token.len() == 47, "{token}");
 
     // A second token with the same name is refused; a bad role or name never reaches the db.
-    let out = spm(&db, &["token", "create", "--name", "ops", "--role", "viewer"]);
+    let out = spm(
+        &db,
+        &["token", "create", "--name", "ops", "--role", "viewer"],
+    );
     assert_eq!(out.status.code(), Some(2));
     let out = spm(&db, &["token", "create", "--name", "x", "--role", "root"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = spm(&db, &["token", "create", "--name", "bad name!", "--role", "viewer"]);
+    let out = spm(
+        &db,
+        &["token", "create", "--name", "bad name!", "--role", "viewer"],
+    );
     assert_eq!(out.status.code(), Some(2));
 
     let out = spm(&db, &["token", "list", "--json"]);
@@ -45,7 +58,10 @@ fn token_create_list_revoke_and_serve_refuses_without_admin() {
     assert_eq!(list[0]["prefix"], token[..12]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains(&token), "list printed the secret");
-    assert!(!text.contains(&spm::server::auth::hash_token(&token)), "list printed the hash");
+    assert!(
+        !text.contains(&spm::server::auth::hash_token(&token)),
+        "list printed the hash"
+    );
 
     let out = spm(&db, &["token", "revoke", "ops"]);
     assert!(out.status.success());

@@ -61,7 +61,11 @@ fn referenced(text: &str) -> BTreeSet<String> {
     // Group names (`- name: spm_recording`) are not metrics.
     text.lines()
         .filter(|l| !l.trim_start().trim_start_matches("- ").starts_with("name:"))
-        .flat_map(|l| re.find_iter(l).map(|m| m.as_str().to_owned()).collect::<Vec<_>>())
+        .flat_map(|l| {
+            re.find_iter(l)
+                .map(|m| m.as_str().to_owned())
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -79,18 +83,19 @@ fn rules_and_dashboards_only_use_exported_metrics() {
     }
     let rules = std::fs::read_to_string(ops().join("prometheus/spm-rules.yml")).expect("rules");
     let mut texts = vec![("spm-rules.yml".to_owned(), rules.clone())];
+    let recorded = regex::Regex::new(r"\b(spm|instance):[a-z_0-9:]+").expect("regex");
     for d in ["patch-testing.json", "compliance.json"] {
         let text = std::fs::read_to_string(ops().join("grafana").join(d)).expect("dashboard");
         let v: serde_json::Value = serde_json::from_str(&text).expect("dashboard is JSON");
-        assert!(v["panels"].as_array().is_some_and(|p| !p.is_empty()), "{d} has no panels");
+        assert!(
+            v["panels"].as_array().is_some_and(|p| !p.is_empty()),
+            "{d} has no panels"
+        );
         // Recording rules a dashboard uses must be defined in the rules file.
         for panel in v["panels"].as_array().into_iter().flatten() {
             for t in panel["targets"].as_array().into_iter().flatten() {
                 let expr = t["expr"].as_str().expect("expr");
-                for rec in regex::Regex::new(r"\b(spm|instance):[a-z_0-9:]+")
-                    .expect("regex")
-                    .find_iter(expr)
-                {
+                for rec in recorded.find_iter(expr) {
                     assert!(
                         rules.contains(&format!("record: {}", rec.as_str())),
                         "{d} uses undefined recording rule {}",
@@ -103,7 +108,10 @@ fn rules_and_dashboards_only_use_exported_metrics() {
     }
     for (file, text) in texts {
         for name in referenced(&text) {
-            assert!(names.contains(&name), "{file} uses {name}, which spm does not export");
+            assert!(
+                names.contains(&name),
+                "{file} uses {name}, which spm does not export"
+            );
         }
     }
 }

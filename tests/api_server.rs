@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use spm::server::ServerConfig;
 use spm::server::auth::{Role, create_token};
-use spm::server::health::{PrometheusProbe, Probes};
+use spm::server::health::{Probes, PrometheusProbe};
 use spm::server::routes::{Access, ROUTES};
 use spm::server::service::Service;
 use spm::store::{Store, audit, fixtures, queue_view, tokens};
@@ -138,7 +138,9 @@ fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str) 
     assert_eq!(status, want, "body: {body}");
     assert_eq!(body["error"]["code"], json!(code), "body: {body}");
     assert!(
-        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
         "message missing: {body}"
     );
 }
@@ -151,18 +153,31 @@ async fn liveness_is_public_and_everything_else_needs_a_valid_token() {
     assert_eq!(b, json!({"status": "ok"}));
     let before = h.fingerprint();
     for r in ROUTES.iter().filter(|r| r.access != Access::Public) {
-        let path = r.path.replace("{id}", "1").replace("{name}", "alice-viewer");
-        let method = Method::from_bytes(r.method.as_str().to_uppercase().as_bytes()).expect("method");
-        let body = Some(("application/json", br#"{"name":"n1","role":"admin"}"#.to_vec()));
+        let path = r
+            .path
+            .replace("{id}", "1")
+            .replace("{name}", "alice-viewer");
+        let method =
+            Method::from_bytes(r.method.as_str().to_uppercase().as_bytes()).expect("method");
+        let body = Some((
+            "application/json",
+            br#"{"name":"n1","role":"admin"}"#.to_vec(),
+        ));
         for (label, token) in [
             ("no token", None),
-            ("wrong token", Some("spm_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")),
+            (
+                "wrong token",
+                Some("spm_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            ),
             ("not an spm token", Some("hunter2")),
             ("revoked token", Some(h.revoked.as_str())),
         ] {
             let (s, b) = h.call(method.clone(), &path, token, body.clone()).await;
             assert_error(s, &b, StatusCode::UNAUTHORIZED, "unauthorized");
-            assert!(!b.to_string().contains("127.0.0.1"), "{label} leaked an address: {b}");
+            assert!(
+                !b.to_string().contains("127.0.0.1"),
+                "{label} leaked an address: {b}"
+            );
         }
     }
     // A non-Bearer scheme is refused too.
@@ -178,7 +193,11 @@ async fn liveness_is_public_and_everything_else_needs_a_valid_token() {
         resp.headers().get("www-authenticate").map(|v| v.as_bytes()),
         Some(&b"Bearer"[..])
     );
-    assert_eq!(h.fingerprint(), before, "rejected requests changed the database");
+    assert_eq!(
+        h.fingerprint(),
+        before,
+        "rejected requests changed the database"
+    );
     h.stop().await;
 }
 
@@ -188,7 +207,11 @@ async fn roles_gate_mutations_and_audits_name_the_token() {
     let before = h.fingerprint();
     for token in [&h.viewer, &h.operator, &h.approver] {
         let (s, b) = h
-            .post_json("/api/v1/tokens", token, r#"{"name":"sneaky","role":"admin"}"#)
+            .post_json(
+                "/api/v1/tokens",
+                token,
+                r#"{"name":"sneaky","role":"admin"}"#,
+            )
             .await;
         assert_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
         let (s, b) = h
@@ -201,11 +224,19 @@ async fn roles_gate_mutations_and_audits_name_the_token() {
         let (s, _) = h.get("/api/v1/queue", Some(token)).await;
         assert_eq!(s, StatusCode::OK);
     }
-    assert_eq!(h.fingerprint(), before, "forbidden requests changed the database");
+    assert_eq!(
+        h.fingerprint(),
+        before,
+        "forbidden requests changed the database"
+    );
 
     // The admin creates a token; the secret is returned once and works.
     let (s, b) = h
-        .post_json("/api/v1/tokens", &h.admin, r#"{"name":"ci-bot","role":"operator"}"#)
+        .post_json(
+            "/api/v1/tokens",
+            &h.admin,
+            r#"{"name":"ci-bot","role":"operator"}"#,
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let secret = b["token"].as_str().expect("token in response").to_owned();
@@ -221,19 +252,33 @@ async fn roles_gate_mutations_and_audits_name_the_token() {
     // Duplicate name: conflict, nothing added.
     let before = h.fingerprint();
     let (s, b) = h
-        .post_json("/api/v1/tokens", &h.admin, r#"{"name":"ci-bot","role":"viewer"}"#)
+        .post_json(
+            "/api/v1/tokens",
+            &h.admin,
+            r#"{"name":"ci-bot","role":"viewer"}"#,
+        )
         .await;
     assert_error(s, &b, StatusCode::CONFLICT, "conflict");
     assert_eq!(h.fingerprint(), before);
     // Revoke it; it stops working at once.
     let (s, b) = h
-        .call(Method::DELETE, "/api/v1/tokens/ci-bot", Some(&h.admin), None)
+        .call(
+            Method::DELETE,
+            "/api/v1/tokens/ci-bot",
+            Some(&h.admin),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let (s, b) = h.get("/api/v1/queue", Some(&secret)).await;
     assert_error(s, &b, StatusCode::UNAUTHORIZED, "unauthorized");
     let (s, b) = h
-        .call(Method::DELETE, "/api/v1/tokens/ci-bot", Some(&h.admin), None)
+        .call(
+            Method::DELETE,
+            "/api/v1/tokens/ci-bot",
+            Some(&h.admin),
+            None,
+        )
         .await;
     assert_error(s, &b, StatusCode::CONFLICT, "conflict");
     // The audit log names the token that acted, and the socket address.
@@ -242,10 +287,22 @@ async fn roles_gate_mutations_and_audits_name_the_token() {
     let items = log["items"].as_array().expect("items");
     let actions: Vec<(&str, &str)> = items
         .iter()
-        .map(|e| (e["action"].as_str().unwrap_or(""), e["actor"].as_str().unwrap_or("")))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap_or(""),
+                e["actor"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
-    assert_eq!(actions, vec![("token.revoke", "root"), ("token.create", "root")]);
-    assert!(items[0]["source_addr"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")));
+    assert_eq!(
+        actions,
+        vec![("token.revoke", "root"), ("token.create", "root")]
+    );
+    assert!(
+        items[0]["source_addr"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:"))
+    );
     h.stop().await;
 }
 
@@ -255,13 +312,48 @@ async fn bad_input_gets_a_json_error_naming_the_field_and_changes_nothing() {
     let before = h.fingerprint();
     let cases: &[(&str, &str, &str, Option<&str>)] = &[
         ("malformed", r#"{"name": "x","#, "malformed_json", None),
-        ("not json at all", "name=x&role=admin", "malformed_json", None),
-        ("wrong type", r#"{"name": "x", "role": 5}"#, "invalid_field", Some("role")),
-        ("wrong type name", r#"{"name": 12, "role": "viewer"}"#, "invalid_field", Some("name")),
-        ("unknown role", r#"{"name": "x", "role": "root"}"#, "invalid_field", Some("role")),
-        ("unknown field", r#"{"name": "x", "role": "viewer", "admin": true}"#, "unknown_field", Some("admin")),
-        ("missing field", r#"{"name": "x"}"#, "missing_field", Some("role")),
-        ("bad name", r#"{"name": "x y; rm -rf /", "role": "viewer"}"#, "invalid_field", Some("name")),
+        (
+            "not json at all",
+            "name=x&role=admin",
+            "malformed_json",
+            None,
+        ),
+        (
+            "wrong type",
+            r#"{"name": "x", "role": 5}"#,
+            "invalid_field",
+            Some("role"),
+        ),
+        (
+            "wrong type name",
+            r#"{"name": 12, "role": "viewer"}"#,
+            "invalid_field",
+            Some("name"),
+        ),
+        (
+            "unknown role",
+            r#"{"name": "x", "role": "root"}"#,
+            "invalid_field",
+            Some("role"),
+        ),
+        (
+            "unknown field",
+            r#"{"name": "x", "role": "viewer", "admin": true}"#,
+            "unknown_field",
+            Some("admin"),
+        ),
+        (
+            "missing field",
+            r#"{"name": "x"}"#,
+            "missing_field",
+            Some("role"),
+        ),
+        (
+            "bad name",
+            r#"{"name": "x y; rm -rf /", "role": "viewer"}"#,
+            "invalid_field",
+            Some("name"),
+        ),
         ("array", r#"[1,2]"#, "invalid_field", None),
     ];
     for (label, body, code, field) in cases {
@@ -269,7 +361,10 @@ async fn bad_input_gets_a_json_error_naming_the_field_and_changes_nothing() {
         assert_error(s, &b, StatusCode::BAD_REQUEST, code);
         match field {
             Some(f) => assert_eq!(b["error"]["field"], json!(f), "{label}: {b}"),
-            None => assert!(b["error"].get("field").is_none() || *code == "invalid_field", "{label}: {b}"),
+            None => assert!(
+                b["error"].get("field").is_none() || *code == "invalid_field",
+                "{label}: {b}"
+            ),
         }
     }
     // Wrong content type.
@@ -281,25 +376,42 @@ async fn bad_input_gets_a_json_error_naming_the_field_and_changes_nothing() {
             Some(("text/plain", br#"{"name":"x","role":"viewer"}"#.to_vec())),
         )
         .await;
-    assert_error(s, &b, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
     // A 10 MB body.
     let mut big = br#"{"name":"x","role":"viewer","pad":""#.to_vec();
     big.extend(std::iter::repeat_n(b'a', 10 * 1024 * 1024));
     big.extend(br#""}"#);
     let (s, b) = h
-        .call(Method::POST, "/api/v1/tokens", Some(&h.admin), Some(("application/json", big)))
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&h.admin),
+            Some(("application/json", big)),
+        )
         .await;
     assert_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     // Path ids.
     let (s, b) = h.get("/api/v1/queue/999999", Some(&h.viewer)).await;
     assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
     for bad in ["abc", "0", "-3", "1.5", "99999999999999999999999"] {
-        let (s, b) = h.get(&format!("/api/v1/queue/{bad}"), Some(&h.viewer)).await;
+        let (s, b) = h
+            .get(&format!("/api/v1/queue/{bad}"), Some(&h.viewer))
+            .await;
         assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
         assert_eq!(b["error"]["field"], json!("path.id"));
     }
     let (s, b) = h
-        .call(Method::DELETE, "/api/v1/tokens/nobody", Some(&h.admin), None)
+        .call(
+            Method::DELETE,
+            "/api/v1/tokens/nobody",
+            Some(&h.admin),
+            None,
+        )
         .await;
     assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
     // Query strings.
@@ -319,7 +431,9 @@ async fn bad_input_gets_a_json_error_naming_the_field_and_changes_nothing() {
     // Unknown route and wrong method.
     let (s, b) = h.get("/api/v1/nothing-here", Some(&h.viewer)).await;
     assert_error(s, &b, StatusCode::NOT_FOUND, "no_route");
-    let (s, b) = h.call(Method::PUT, "/api/v1/queue", Some(&h.admin), None).await;
+    let (s, b) = h
+        .call(Method::PUT, "/api/v1/queue", Some(&h.admin), None)
+        .await;
     assert_error(s, &b, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
     assert_eq!(h.fingerprint(), before, "bad input changed the database");
     h.stop().await;
@@ -336,11 +450,17 @@ async fn openapi_documents_every_route_and_every_route_is_served() {
         let op = &paths
             .get(r.path)
             .unwrap_or_else(|| panic!("{} missing from OpenAPI", r.path))[r.method.as_str()];
-        assert!(op.is_object(), "{} {} missing from OpenAPI", r.method.as_str(), r.path);
+        assert!(
+            op.is_object(),
+            "{} {} missing from OpenAPI",
+            r.method.as_str(),
+            r.path
+        );
         assert!(op["responses"].get(r.success.to_string()).is_some());
         // And the router really serves it (not the 404/405 fallbacks).
         let path = r.path.replace("{id}", "1").replace("{name}", "nobody");
-        let method = Method::from_bytes(r.method.as_str().to_uppercase().as_bytes()).expect("method");
+        let method =
+            Method::from_bytes(r.method.as_str().to_uppercase().as_bytes()).expect("method");
         let (s, b) = h.call(method, &path, Some(&h.admin), None).await;
         let code = b["error"]["code"].as_str().unwrap_or("");
         assert!(
@@ -351,7 +471,10 @@ async fn openapi_documents_every_route_and_every_route_is_served() {
         );
     }
     // Nothing documented that the table does not have.
-    let documented: usize = paths.values().map(|v| v.as_object().map_or(0, |m| m.len())).sum();
+    let documented: usize = paths
+        .values()
+        .map(|v| v.as_object().map_or(0, |m| m.len()))
+        .sum();
     assert_eq!(documented, ROUTES.len());
     h.stop().await;
 }
@@ -370,7 +493,9 @@ async fn fake_prometheus() -> (String, Arc<AtomicUsize>) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -405,16 +530,26 @@ async fn health_reads_cached_probes_and_never_calls_out_per_request() {
     assert_eq!(body["status"], json!("healthy"), "{body}");
     assert_eq!(body["components"]["prometheus"]["status"], json!("ok"));
     assert_eq!(body["components"]["database"]["status"], json!("ok"));
-    assert_eq!(body["components"]["uyuni"]["status"], json!("not_configured"));
+    assert_eq!(
+        body["components"]["uyuni"]["status"],
+        json!("not_configured")
+    );
     assert_eq!(body["queue_stats"]["queued"], json!(2));
     let after_first = hits.load(Ordering::SeqCst);
     assert_eq!(after_first, 1);
     for _ in 0..25 {
         let (s, b) = h.get("/api/v1/health", Some(&h.viewer)).await;
         assert_eq!(s, StatusCode::OK);
-        assert!(!b.to_string().contains(&prom_url), "health leaked the Prometheus URL: {b}");
+        assert!(
+            !b.to_string().contains(&prom_url),
+            "health leaked the Prometheus URL: {b}"
+        );
     }
-    assert_eq!(hits.load(Ordering::SeqCst), after_first, "a health request called Prometheus");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        after_first,
+        "a health request called Prometheus"
+    );
     let (s, b) = h.get("/api/v1/health", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(!b.to_string().contains("prometheus"));
@@ -424,19 +559,32 @@ async fn health_reads_cached_probes_and_never_calls_out_per_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_reflect_the_database_and_need_a_token_unless_public() {
     let h = start(ServerConfig::default(), Probes::default(), 8).await;
-    h.service.as_ref().expect("service").state.metrics.observe_uyuni_call("errata.getDetails", 0.02, true);
+    h.service
+        .as_ref()
+        .expect("service")
+        .state
+        .metrics
+        .observe_uyuni_call("errata.getDetails", 0.02, true);
     let (s, _) = h.get("/metrics", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, text) = h.get("/metrics", Some(&h.viewer)).await;
     assert_eq!(s, StatusCode::OK);
     let text = text.as_str().expect("text body").to_owned();
     // seed_queue spreads 8 items over queued, queued, pending_approval, failed.
-    assert!(text.contains("spm_queue_items{status=\"queued\"} 4\n"), "{text}");
+    assert!(
+        text.contains("spm_queue_items{status=\"queued\"} 4\n"),
+        "{text}"
+    );
     assert!(text.contains("spm_queue_items{status=\"failed\"} 2\n"));
     assert!(text.contains("spm_pending_approvals_count 2\n"));
     assert!(text.contains("spm_oldest_pending_approval_hours "));
-    assert!(text.contains("spm_uyuni_call_duration_seconds_bucket{method=\"errata.getDetails\",le=\"0.025\"} 1\n"));
-    assert!(text.contains("spm_api_tokens{role=\"admin\"} 1\n"), "revoked tokens are not counted");
+    assert!(text.contains(
+        "spm_uyuni_call_duration_seconds_bucket{method=\"errata.getDetails\",le=\"0.025\"} 1\n"
+    ));
+    assert!(
+        text.contains("spm_api_tokens{role=\"admin\"} 1\n"),
+        "revoked tokens are not counted"
+    );
     h.stop().await;
 
     let public = ServerConfig {
@@ -460,21 +608,43 @@ async fn queue_listing_filters_and_pages() {
     assert_eq!(all["total"], json!(120));
     let items = all["items"].as_array().expect("items");
     assert_eq!(items.len(), 120);
-    let scores: Vec<i64> = items.iter().map(|i| i["score"].as_i64().unwrap_or(-1)).collect();
-    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "not in score order");
+    let scores: Vec<i64> = items
+        .iter()
+        .map(|i| i["score"].as_i64().unwrap_or(-1))
+        .collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "not in score order"
+    );
     // Pages do not overlap and cover everything.
     let mut seen = std::collections::BTreeSet::new();
     for off in (0..120).step_by(50) {
-        let (_, p) = h.get(&format!("/api/v1/queue?limit=50&offset={off}"), Some(&h.viewer)).await;
+        let (_, p) = h
+            .get(
+                &format!("/api/v1/queue?limit=50&offset={off}"),
+                Some(&h.viewer),
+            )
+            .await;
         for i in p["items"].as_array().expect("items") {
-            assert!(seen.insert(i["id"].as_i64().unwrap_or(0)), "duplicate across pages");
+            assert!(
+                seen.insert(i["id"].as_i64().unwrap_or(0)),
+                "duplicate across pages"
+            );
         }
     }
     assert_eq!(seen.len(), 120);
-    let (_, f) = h.get("/api/v1/queue?status=failed&os=rhel", Some(&h.viewer)).await;
+    let (_, f) = h
+        .get("/api/v1/queue?status=failed&os=rhel", Some(&h.viewer))
+        .await;
     let n = f["total"].as_i64().unwrap_or(-1);
     assert!(n > 0);
-    assert!(f["items"].as_array().expect("items").iter().all(|i| i["status"] == "failed" && i["os"] == "rhel"));
+    assert!(
+        f["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|i| i["status"] == "failed" && i["os"] == "rhel")
+    );
     let (_, f) = h.get("/api/v1/queue?q=BENCH-000007", Some(&h.viewer)).await;
     assert_eq!(f["total"], json!(1));
     assert_eq!(f["items"][0]["advisory"], json!("SPM-BENCH-000007"));
@@ -494,14 +664,32 @@ async fn service_discovery_lists_test_systems_with_an_address() {
     let h = start(ServerConfig::default(), Probes::default(), 0).await;
     h.store
         .write_blocking(|tx| {
-            fixtures::insert_system(tx, 1001, "test-ubuntu-1", Some("10.0.0.11"), "ubuntu", "test")?;
+            fixtures::insert_system(
+                tx,
+                1001,
+                "test-ubuntu-1",
+                Some("10.0.0.11"),
+                "ubuntu",
+                "test",
+            )?;
             fixtures::insert_system(tx, 1002, "test-rhel-1", None, "rhel", "test")?;
-            fixtures::insert_system(tx, 2001, "prod-web-1", Some("10.0.1.5"), "ubuntu", "production")?;
+            fixtures::insert_system(
+                tx,
+                2001,
+                "prod-web-1",
+                Some("10.0.1.5"),
+                "ubuntu",
+                "production",
+            )?;
             Ok(())
         })
         .expect("systems");
     let (s, b) = h.get("/api/v1/prometheus/targets", None).await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED, "SD must not expose test systems to anyone");
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "SD must not expose test systems to anyone"
+    );
     let (s, b2) = h.get("/api/v1/prometheus/targets", Some(&h.viewer)).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(
@@ -532,4 +720,40 @@ async fn token_use_is_recorded() {
     }
     assert!(used.is_some(), "last_used_at was not recorded");
     h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_insecure_runs_everything_as_dev_admin_without_tokens() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&dir.path().join("spm.db")).expect("open store");
+    // Without the flag and without an admin token the service refuses to start.
+    let cfg = || ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        ..ServerConfig::default()
+    };
+    let err = Service::start(store.clone(), cfg(), false, Probes::default())
+        .await
+        .expect_err("must refuse without an admin token");
+    assert!(err.to_string().contains("no admin API token"), "{err}");
+    let service = Service::start(store.clone(), cfg(), true, Probes::default())
+        .await
+        .expect("dev mode starts");
+    let base = format!("http://{}", service.addr());
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{base}/api/v1/tokens"))
+        .json(&json!({"name": "first", "role": "admin"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let (_, entries) = store
+        .read_blocking(|c| audit::list(c, &Default::default(), 10, 0))
+        .expect("audit");
+    assert_eq!(entries[0].actor, "dev");
+    service
+        .run_until(async {}, Duration::from_secs(5))
+        .await
+        .expect("shutdown");
 }

@@ -5,10 +5,29 @@ pub mod api;
 /// Names of the available benchmarks.
 pub const NAMES: &[&str] = &["api"];
 
+/// Overrides of a benchmark's default sizes (`None`: the default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sizes {
+    /// Rows to seed.
+    pub items: Option<usize>,
+    /// Concurrent clients.
+    pub clients: Option<usize>,
+    /// Total requests.
+    pub requests: Option<usize>,
+}
+
 /// Run the benchmark `name` and return its figures.
-pub fn run(name: &str) -> anyhow::Result<serde_json::Value> {
+pub fn run(name: &str, sizes: Sizes) -> anyhow::Result<serde_json::Value> {
     match name {
-        "api" => api::run(&api::Options::default()),
+        "api" => {
+            let d = api::Options::default();
+            api::run(&api::Options {
+                items: sizes.items.unwrap_or(d.items),
+                clients: sizes.clients.unwrap_or(d.clients).max(1),
+                requests: sizes.requests.unwrap_or(d.requests).max(1),
+                ..d
+            })
+        }
         other => anyhow::bail!(
             "unknown benchmark {other:?}; available: {}",
             NAMES.join(", ")

@@ -12,11 +12,27 @@ pub struct BenchArgs {
     /// Print one JSON object (the default output is the same JSON, pretty-printed).
     #[arg(long)]
     json: bool,
+    /// Rows to seed (default: the benchmark's own, 10,000 for `api`).
+    #[arg(long)]
+    items: Option<usize>,
+    /// Concurrent clients (default 50 for `api`).
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Total requests (default 20,000 for `api`).
+    #[arg(long)]
+    requests: Option<usize>,
 }
 
 /// Run `spm bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
-    let figures = crate::bench::run(&args.name)?;
+    let figures = crate::bench::run(
+        &args.name,
+        crate::bench::Sizes {
+            items: args.items,
+            clients: args.clients,
+            requests: args.requests,
+        },
+    )?;
     if args.json {
         println!("{figures}");
     } else {

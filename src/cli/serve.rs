@@ -56,7 +56,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         prometheus_url: args.prometheus_url,
         ..ServerConfig::default()
     };
-    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // SQLite has one writer and a small reader pool; more blocking threads only cost memory.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(32)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     rt.block_on(async move {
         let service = Service::start(store, config, args.dev_insecure, Probes::default()).await?;
         service

@@ -81,7 +81,9 @@ pub fn run(args: TokenArgs) -> anyhow::Result<Outcome> {
             println!("{}", new.token);
         }
         TokenAction::List { json } => {
-            let list = store.read_blocking(tokens::list).context("listing tokens")?;
+            let list = store
+                .read_blocking(tokens::list)
+                .context("listing tokens")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {

@@ -26,8 +26,8 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::error::ApiError;
 use super::routes::Access;
-use crate::store::tokens::{self, TokenInfo};
 use crate::store::StoreResult;
+use crate::store::tokens::{self, TokenInfo};
 
 /// A role a token carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -214,7 +214,10 @@ fn bearer(parts: &axum::http::HeaderMap) -> Result<&str, ApiError> {
 }
 
 /// Resolve the principal for a request, or the error to answer with.
-async fn resolve(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(String, Role), ApiError> {
+async fn resolve(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<(String, Role), ApiError> {
     if state.dev_insecure {
         return Ok(("dev".to_owned(), Role::Admin));
     }

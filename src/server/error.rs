@@ -92,7 +92,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -151,7 +157,12 @@ where
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| {
-                let mime = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                let mime = v
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
                 mime == "application/json" || mime.ends_with("+json")
             })
             .unwrap_or(false);
@@ -170,7 +181,11 @@ where
                     "the request body is larger than the server accepts",
                 )
             } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_body", "could not read the request body")
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    "could not read the request body",
+                )
             }
         })?;
         parse_json(&bytes).map(ApiJson)
@@ -267,19 +282,21 @@ where
 
 /// Parse a path id (`/queue/{id}`), giving a 400 that names it when it is not a positive integer.
 pub fn parse_id(name: &str, raw: &str) -> ApiResult<i64> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                format!("path.{name}"),
-                format!("path parameter {name} must be a positive integer, got {raw:?}"),
-            )
-        })
+    raw.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+        ApiError::invalid(
+            format!("path.{name}"),
+            format!("path parameter {name} must be a positive integer, got {raw:?}"),
+        )
+    })
 }
 
 /// Validate `limit` / `offset` pagination values, applying defaults and the maximum.
-pub fn page(limit: Option<i64>, offset: Option<i64>, default: i64, max: i64) -> ApiResult<(i64, i64)> {
+pub fn page(
+    limit: Option<i64>,
+    offset: Option<i64>,
+    default: i64,
+    max: i64,
+) -> ApiResult<(i64, i64)> {
     let limit = limit.unwrap_or(default);
     if !(1..=max).contains(&limit) {
         return Err(ApiError::invalid(

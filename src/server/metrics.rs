@@ -86,7 +86,9 @@ impl Metrics {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -94,7 +96,13 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-fn labelled(out: &mut String, name: &str, label: &str, values: &BTreeMap<String, i64>, all: &[&str]) {
+fn labelled(
+    out: &mut String,
+    name: &str,
+    label: &str,
+    values: &BTreeMap<String, i64>,
+    all: &[&str],
+) {
     // Emit every known label value (0 when absent) so series do not vanish.
     let mut seen: BTreeMap<&str, i64> = all.iter().map(|k| (*k, 0)).collect();
     for (k, v) in values {
@@ -108,9 +116,25 @@ fn labelled(out: &mut String, name: &str, label: &str, values: &BTreeMap<String,
 /// Render the exposition text from a database snapshot and the registry.
 pub fn render(db: &MetricsSnapshot, m: &Metrics) -> String {
     let mut out = String::with_capacity(8192);
-    family(&mut out, "spm_queue_items", "gauge", "Queue items by status.");
-    labelled(&mut out, "spm_queue_items", "status", &db.queue_by_status, crate::store::queue_view::STATUSES);
-    family(&mut out, "spm_pending_approvals_count", "gauge", "Queue items waiting for approval.");
+    family(
+        &mut out,
+        "spm_queue_items",
+        "gauge",
+        "Queue items by status.",
+    );
+    labelled(
+        &mut out,
+        "spm_queue_items",
+        "status",
+        &db.queue_by_status,
+        crate::store::queue_view::STATUSES,
+    );
+    family(
+        &mut out,
+        "spm_pending_approvals_count",
+        "gauge",
+        "Queue items waiting for approval.",
+    );
     let _ = writeln!(out, "spm_pending_approvals_count {}", db.pending_approvals);
     family(
         &mut out,
@@ -118,28 +142,68 @@ pub fn render(db: &MetricsSnapshot, m: &Metrics) -> String {
         "gauge",
         "Hours since the oldest pending approval finished testing (0 when none).",
     );
-    let _ = writeln!(out, "spm_oldest_pending_approval_hours {:.3}", db.oldest_pending_hours);
+    let _ = writeln!(
+        out,
+        "spm_oldest_pending_approval_hours {:.3}",
+        db.oldest_pending_hours
+    );
     family(&mut out, "spm_tests", "gauge", "Tests by status.");
     labelled(
         &mut out,
         "spm_tests",
         "status",
         &db.tests_by_status,
-        &["running", "passed", "failed", "error", "aborted", "interrupted"],
+        &[
+            "running",
+            "passed",
+            "failed",
+            "error",
+            "aborted",
+            "interrupted",
+        ],
     );
-    family(&mut out, "spm_test_duration_seconds_sum", "gauge", "Total duration of finished tests.");
-    let _ = writeln!(out, "spm_test_duration_seconds_sum {:.3}", db.test_duration_sum_s);
-    family(&mut out, "spm_test_duration_seconds_count", "gauge", "Number of finished tests.");
-    let _ = writeln!(out, "spm_test_duration_seconds_count {}", db.test_duration_count);
+    family(
+        &mut out,
+        "spm_test_duration_seconds_sum",
+        "gauge",
+        "Total duration of finished tests.",
+    );
+    let _ = writeln!(
+        out,
+        "spm_test_duration_seconds_sum {:.3}",
+        db.test_duration_sum_s
+    );
+    family(
+        &mut out,
+        "spm_test_duration_seconds_count",
+        "gauge",
+        "Number of finished tests.",
+    );
+    let _ = writeln!(
+        out,
+        "spm_test_duration_seconds_count {}",
+        db.test_duration_count
+    );
     family(&mut out, "spm_patch_runs", "gauge", "Patch runs by status.");
     labelled(
         &mut out,
         "spm_patch_runs",
         "status",
         &db.runs_by_status,
-        &["completed", "failed", "budget_tripped", "cancelled", "interrupted"],
+        &[
+            "completed",
+            "failed",
+            "budget_tripped",
+            "cancelled",
+            "interrupted",
+        ],
     );
-    family(&mut out, "spm_patch_run_hosts", "gauge", "Per-host outcomes of patch runs by status.");
+    family(
+        &mut out,
+        "spm_patch_run_hosts",
+        "gauge",
+        "Per-host outcomes of patch runs by status.",
+    );
     labelled(
         &mut out,
         "spm_patch_run_hosts",
@@ -147,7 +211,12 @@ pub fn render(db: &MetricsSnapshot, m: &Metrics) -> String {
         &db.run_hosts_by_status,
         &["ok", "failed", "rolled_back", "rollback_failed", "skipped"],
     );
-    family(&mut out, "spm_sync_runs", "gauge", "UYUNI sync runs by status.");
+    family(
+        &mut out,
+        "spm_sync_runs",
+        "gauge",
+        "UYUNI sync runs by status.",
+    );
     labelled(
         &mut out,
         "spm_sync_runs",
@@ -155,19 +224,50 @@ pub fn render(db: &MetricsSnapshot, m: &Metrics) -> String {
         &db.syncs_by_status,
         &["ok", "partial", "failed", "interrupted"],
     );
-    if let (Some(d), Some(c), Some(ts)) =
-        (db.last_sync_duration_s, db.last_sync_calls, db.last_sync_timestamp)
-    {
-        family(&mut out, "spm_last_sync_duration_seconds", "gauge", "Duration of the last finished sync.");
+    if let (Some(d), Some(c), Some(ts)) = (
+        db.last_sync_duration_s,
+        db.last_sync_calls,
+        db.last_sync_timestamp,
+    ) {
+        family(
+            &mut out,
+            "spm_last_sync_duration_seconds",
+            "gauge",
+            "Duration of the last finished sync.",
+        );
         let _ = writeln!(out, "spm_last_sync_duration_seconds {d:.3}");
-        family(&mut out, "spm_last_sync_calls", "gauge", "UYUNI calls made by the last finished sync.");
+        family(
+            &mut out,
+            "spm_last_sync_calls",
+            "gauge",
+            "UYUNI calls made by the last finished sync.",
+        );
         let _ = writeln!(out, "spm_last_sync_calls {c}");
-        family(&mut out, "spm_last_sync_timestamp_seconds", "gauge", "Unix time the last sync finished.");
+        family(
+            &mut out,
+            "spm_last_sync_timestamp_seconds",
+            "gauge",
+            "Unix time the last sync finished.",
+        );
         let _ = writeln!(out, "spm_last_sync_timestamp_seconds {ts:.0}");
     }
-    family(&mut out, "spm_sync_calls_total", "counter", "UYUNI calls made by syncs since start.");
-    let _ = writeln!(out, "spm_sync_calls_total {}", m.sync_calls.load(Ordering::Relaxed));
-    family(&mut out, "spm_compliance_systems", "gauge", "Systems by compliance status, OS and environment.");
+    family(
+        &mut out,
+        "spm_sync_calls_total",
+        "counter",
+        "UYUNI calls made by syncs since start.",
+    );
+    let _ = writeln!(
+        out,
+        "spm_sync_calls_total {}",
+        m.sync_calls.load(Ordering::Relaxed)
+    );
+    family(
+        &mut out,
+        "spm_compliance_systems",
+        "gauge",
+        "Systems by compliance status, OS and environment.",
+    );
     for (status, os, env, n) in &db.compliance {
         let _ = writeln!(
             out,
@@ -177,16 +277,59 @@ pub fn render(db: &MetricsSnapshot, m: &Metrics) -> String {
             escape(env)
         );
     }
-    family(&mut out, "spm_notifications_unread", "gauge", "Unread notifications.");
+    family(
+        &mut out,
+        "spm_notifications_unread",
+        "gauge",
+        "Unread notifications.",
+    );
     let _ = writeln!(out, "spm_notifications_unread {}", db.notifications_unread);
-    family(&mut out, "spm_api_tokens", "gauge", "Active API tokens by role.");
-    labelled(&mut out, "spm_api_tokens", "role", &db.tokens_by_role, &["viewer", "operator", "approver", "admin"]);
-    family(&mut out, "spm_script_generation", "gauge", "Generation of the loaded Lua script set.");
-    let _ = writeln!(out, "spm_script_generation {}", m.script_generation.load(Ordering::Relaxed));
-    family(&mut out, "spm_script_reloads_total", "counter", "Script reload attempts since start.");
-    let _ = writeln!(out, "spm_script_reloads_total {}", m.script_reloads.load(Ordering::Relaxed));
-    family(&mut out, "spm_script_reload_errors_total", "counter", "Failed script reloads since start.");
-    let _ = writeln!(out, "spm_script_reload_errors_total {}", m.script_reload_errors.load(Ordering::Relaxed));
+    family(
+        &mut out,
+        "spm_api_tokens",
+        "gauge",
+        "Active API tokens by role.",
+    );
+    labelled(
+        &mut out,
+        "spm_api_tokens",
+        "role",
+        &db.tokens_by_role,
+        &["viewer", "operator", "approver", "admin"],
+    );
+    family(
+        &mut out,
+        "spm_script_generation",
+        "gauge",
+        "Generation of the loaded Lua script set.",
+    );
+    let _ = writeln!(
+        out,
+        "spm_script_generation {}",
+        m.script_generation.load(Ordering::Relaxed)
+    );
+    family(
+        &mut out,
+        "spm_script_reloads_total",
+        "counter",
+        "Script reload attempts since start.",
+    );
+    let _ = writeln!(
+        out,
+        "spm_script_reloads_total {}",
+        m.script_reloads.load(Ordering::Relaxed)
+    );
+    family(
+        &mut out,
+        "spm_script_reload_errors_total",
+        "counter",
+        "Failed script reloads since start.",
+    );
+    let _ = writeln!(
+        out,
+        "spm_script_reload_errors_total {}",
+        m.script_reload_errors.load(Ordering::Relaxed)
+    );
     family(
         &mut out,
         "spm_uyuni_call_duration_seconds",
@@ -203,27 +346,66 @@ pub fn render(db: &MetricsSnapshot, m: &Metrics) -> String {
                 h.buckets[i]
             );
         }
-        let _ = writeln!(out, "spm_uyuni_call_duration_seconds_bucket{{method=\"{method}\",le=\"+Inf\"}} {}", h.count);
-        let _ = writeln!(out, "spm_uyuni_call_duration_seconds_sum{{method=\"{method}\"}} {:.6}", h.sum);
-        let _ = writeln!(out, "spm_uyuni_call_duration_seconds_count{{method=\"{method}\"}} {}", h.count);
+        let _ = writeln!(
+            out,
+            "spm_uyuni_call_duration_seconds_bucket{{method=\"{method}\",le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(
+            out,
+            "spm_uyuni_call_duration_seconds_sum{{method=\"{method}\"}} {:.6}",
+            h.sum
+        );
+        let _ = writeln!(
+            out,
+            "spm_uyuni_call_duration_seconds_count{{method=\"{method}\"}} {}",
+            h.count
+        );
     }
-    family(&mut out, "spm_uyuni_call_errors_total", "counter", "Failed UYUNI XML-RPC calls by method.");
+    family(
+        &mut out,
+        "spm_uyuni_call_errors_total",
+        "counter",
+        "Failed UYUNI XML-RPC calls by method.",
+    );
     for (method, h) in &calls {
-        let _ = writeln!(out, "spm_uyuni_call_errors_total{{method=\"{}\"}} {}", escape(method), h.errors);
+        let _ = writeln!(
+            out,
+            "spm_uyuni_call_errors_total{{method=\"{}\"}} {}",
+            escape(method),
+            h.errors
+        );
     }
-    family(&mut out, "spm_http_responses_total", "counter", "HTTP responses by status class.");
+    family(
+        &mut out,
+        "spm_http_responses_total",
+        "counter",
+        "HTTP responses by status class.",
+    );
     for (i, c) in m.http_responses.iter().enumerate() {
-        let _ = writeln!(out, "spm_http_responses_total{{class=\"{}xx\"}} {}", i + 1, c.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "spm_http_responses_total{{class=\"{}xx\"}} {}",
+            i + 1,
+            c.load(Ordering::Relaxed)
+        );
     }
     out
 }
 
 /// `GET /metrics`.
 pub async fn scrape(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let db = state.store.read(stats::metrics).await.map_err(ApiError::internal)?;
+    let db = state
+        .store
+        .read(stats::metrics)
+        .await
+        .map_err(ApiError::internal)?;
     let body = render(&db, &state.metrics);
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         body,
     ))
 }

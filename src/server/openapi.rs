@@ -89,16 +89,28 @@ pub fn document() -> Value {
             }
             Access::Role(role) => {
                 op.insert("x-spm-role".into(), json!(role.as_str()));
-                responses.insert("401".into(), error_response("missing, invalid or revoked token"));
-                responses.insert("403".into(), error_response("the token's role is not enough"));
+                responses.insert(
+                    "401".into(),
+                    error_response("missing, invalid or revoked token"),
+                );
+                responses.insert(
+                    "403".into(),
+                    error_response("the token's role is not enough"),
+                );
             }
             Access::Metrics => {
                 op.insert("x-spm-role".into(), json!("viewer (unless metrics_public)"));
-                responses.insert("401".into(), error_response("missing, invalid or revoked token"));
+                responses.insert(
+                    "401".into(),
+                    error_response("missing, invalid or revoked token"),
+                );
             }
         }
         if r.body.is_some() {
-            responses.insert("400".into(), error_response("malformed JSON, wrong type or unknown field"));
+            responses.insert(
+                "400".into(),
+                error_response("malformed JSON, wrong type or unknown field"),
+            );
             responses.insert("413".into(), error_response("body larger than the limit"));
         }
         if r.path.contains('{') {

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::health::{self, PrometheusProbe, Probes};
+use super::health::{self, Probes, PrometheusProbe};
 use super::{AppState, ServerConfig};
 use crate::store::{Store, tokens};
 

@@ -91,7 +91,12 @@ pub fn list(
     });
     let where_sql = "(?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action LIKE ?2 ESCAPE '\\')
          AND (?3 IS NULL OR object_type = ?3) AND (?4 IS NULL OR object_id = ?4)";
-    let args = params![filter.actor, action_pattern, filter.object_type, filter.object_id];
+    let args = params![
+        filter.actor,
+        action_pattern,
+        filter.object_type,
+        filter.object_id
+    ];
     let total: i64 = conn.query_row(
         &format!("SELECT COUNT(*) FROM audit_log WHERE {where_sql}"),
         args,
@@ -102,7 +107,14 @@ pub fn list(
          FROM audit_log WHERE {where_sql} ORDER BY id DESC LIMIT ?5 OFFSET ?6"
     ))?;
     let rows = stmt.query_map(
-        params![filter.actor, action_pattern, filter.object_type, filter.object_id, limit, offset],
+        params![
+            filter.actor,
+            action_pattern,
+            filter.object_type,
+            filter.object_id,
+            limit,
+            offset
+        ],
         |r| {
             let details: String = r.get(8)?;
             Ok(AuditEntry {
@@ -114,7 +126,8 @@ pub fn list(
                 object_type: r.get(5)?,
                 object_id: r.get(6)?,
                 reason: r.get(7)?,
-                details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+                details: serde_json::from_str(&details)
+                    .unwrap_or(serde_json::Value::String(details)),
             })
         },
     )?;

@@ -27,7 +27,12 @@ pub fn seed_queue(tx: &Transaction<'_>, n: usize) -> StoreResult<usize> {
             "synthetic benchmark row",
             SEVERITIES[i % 4],
         ])?;
-        queue.execute(params![advisory, OSES[i % 3], STATUSES[i % 4], (i * 37 % 100) as i64])?;
+        queue.execute(params![
+            advisory,
+            OSES[i % 3],
+            STATUSES[i % 4],
+            (i * 37 % 100) as i64
+        ])?;
     }
     Ok(n)
 }

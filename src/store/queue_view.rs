@@ -141,7 +141,9 @@ pub fn list(
         clauses.push("(q.advisory LIKE ? ESCAPE '\\' OR e.synopsis LIKE ? ESCAPE '\\')");
         let pattern = format!(
             "%{}%",
-            q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+            q.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
         );
         args.push(Value::Text(pattern.clone()));
         args.push(Value::Text(pattern));
@@ -152,7 +154,9 @@ pub fn list(
         format!("WHERE {}", clauses.join(" AND "))
     };
     let count_sql = if needs_join {
-        format!("SELECT COUNT(*) FROM queue_items q JOIN errata e ON e.advisory = q.advisory {where_sql}")
+        format!(
+            "SELECT COUNT(*) FROM queue_items q JOIN errata e ON e.advisory = q.advisory {where_sql}"
+        )
     } else {
         format!("SELECT COUNT(*) FROM queue_items q {where_sql}")
     };

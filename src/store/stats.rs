@@ -65,18 +65,22 @@ pub fn metrics(conn: &Connection) -> StoreResult<MetricsSnapshot> {
             conn,
             "SELECT status, COUNT(*) FROM patch_run_hosts GROUP BY status",
         )?,
-        syncs_by_status: group_count(conn, "SELECT status, COUNT(*) FROM sync_runs GROUP BY status")?,
+        syncs_by_status: group_count(
+            conn,
+            "SELECT status, COUNT(*) FROM sync_runs GROUP BY status",
+        )?,
         tokens_by_role: group_count(
             conn,
             "SELECT role, COUNT(*) FROM api_tokens WHERE revoked_at IS NULL GROUP BY role",
         )?,
         ..Default::default()
     };
-    let (count, hours): (i64, Option<f64>) = conn.prepare_cached(
-        "SELECT COUNT(*), MAX((julianday('now') - julianday(completed_at)) * 24.0)
+    let (count, hours): (i64, Option<f64>) = conn
+        .prepare_cached(
+            "SELECT COUNT(*), MAX((julianday('now') - julianday(completed_at)) * 24.0)
          FROM queue_items WHERE status = 'pending_approval'",
-    )?
-    .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     m.pending_approvals = count;
     m.oldest_pending_hours = hours.unwrap_or(0.0).max(0.0);
     let (sum, n): (Option<f64>, i64) = conn
@@ -117,7 +121,10 @@ pub fn metrics(conn: &Connection) -> StoreResult<MetricsSnapshot> {
 
 /// Queue counts for the health summary.
 pub fn queue_counts(conn: &Connection) -> StoreResult<BTreeMap<String, i64>> {
-    group_count(conn, "SELECT status, COUNT(*) FROM queue_items GROUP BY status")
+    group_count(
+        conn,
+        "SELECT status, COUNT(*) FROM queue_items GROUP BY status",
+    )
 }
 
 /// A test system for Prometheus HTTP service discovery.

@@ -64,7 +64,9 @@ pub fn insert(
     prefix: &str,
 ) -> StoreResult<TokenInfo> {
     let exists: Option<i64> = tx
-        .query_row("SELECT id FROM api_tokens WHERE name = ?1", [name], |r| r.get(0))
+        .query_row("SELECT id FROM api_tokens WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
         .optional()?;
     if exists.is_some() {
         return Err(StoreError::Conflict(format!(
@@ -141,7 +143,9 @@ pub fn revoke(tx: &Transaction<'_>, name: &str) -> StoreResult<TokenInfo> {
             id: name.to_owned(),
         })?;
     if row.revoked_at.is_some() {
-        return Err(StoreError::Conflict(format!("token {name:?} is already revoked")));
+        return Err(StoreError::Conflict(format!(
+            "token {name:?} is already revoked"
+        )));
     }
     let now = now_ts();
     tx.execute(

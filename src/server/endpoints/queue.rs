@@ -43,7 +43,10 @@ pub async fn list(
     {
         return Err(ApiError::invalid(
             "status",
-            format!("unknown status {s:?}; expected one of {}", STATUSES.join(", ")),
+            format!(
+                "unknown status {s:?}; expected one of {}",
+                STATUSES.join(", ")
+            ),
         ));
     }
     if let Some(o) = &q.os
@@ -82,5 +85,7 @@ pub async fn detail(
     Path(id): Path<String>,
 ) -> ApiResult<Json<QueueDetail>> {
     let id = parse_id("id", &id)?;
-    Ok(Json(state.store.read(move |c| queue_view::get(c, id)).await?))
+    Ok(Json(
+        state.store.read(move |c| queue_view::get(c, id)).await?,
+    ))
 }
