@@ -1,3 +1,3 @@
--- Indexes for the HTTP API: the queue listing's default order, and audit listings.
-CREATE INDEX idx_queue_rank ON queue_items(priority DESC, score DESC, queued_at, id);
-CREATE INDEX idx_audit_actor ON audit_log(actor, id);
+-- Indexes for the HTTP API: the queue listing's default order (store::queue::list), so a
+-- page is an index walk rather than a sort of the whole queue.
+CREATE INDEX idx_queue_rank ON queue_items(score DESC, priority DESC, queued_at, id);

@@ -11,7 +11,7 @@ use spm::server::auth::{Role, create_token};
 use spm::server::health::{Probes, PrometheusProbe};
 use spm::server::routes::{Access, ROUTES};
 use spm::server::service::Service;
-use spm::store::{Store, audit, fixtures, queue_view, tokens};
+use spm::store::{Store, audit, fixtures, queue, tokens};
 
 struct Harness {
     _dir: tempfile::TempDir,
@@ -106,7 +106,13 @@ impl Harness {
     }
 
     /// Everything a rejected request could have changed.
-    fn fingerprint(&self) -> (Vec<tokens::TokenInfo>, i64, i64) {
+    fn fingerprint(
+        &self,
+    ) -> (
+        Vec<tokens::TokenInfo>,
+        Vec<audit::AuditRecord>,
+        queue::QueuePage,
+    ) {
         let toks = self.store.read_blocking(tokens::list).expect("tokens");
         // last_used_at moves on successful authentication; it is not part of "changed".
         let toks = toks
@@ -116,12 +122,30 @@ impl Harness {
                 ..t
             })
             .collect();
-        let audit = self.store.read_blocking(audit::count).expect("audit");
+        let audit = self
+            .store
+            .read_blocking(|c| {
+                audit::list(
+                    c,
+                    &audit::AuditFilter {
+                        limit: 1000,
+                        ..Default::default()
+                    },
+                )
+            })
+            .expect("audit");
         let queue = self
             .store
-            .read_blocking(|c| queue_view::list(c, &Default::default(), 1, 0))
-            .expect("queue")
-            .0;
+            .read_blocking(|c| {
+                queue::list(
+                    c,
+                    &queue::QueueFilter {
+                        limit: 1000,
+                        ..Default::default()
+                    },
+                )
+            })
+            .expect("queue");
         (toks, audit, queue)
     }
 
@@ -282,7 +306,9 @@ async fn roles_gate_mutations_and_audits_name_the_token() {
         .await;
     assert_error(s, &b, StatusCode::CONFLICT, "conflict");
     // The audit log names the token that acted, and the socket address.
-    let (s, log) = h.get("/api/v1/audit?action=token.", Some(&h.viewer)).await;
+    let (s, log) = h
+        .get("/api/v1/audit?object_type=token", Some(&h.viewer))
+        .await;
     assert_eq!(s, StatusCode::OK);
     let items = log["items"].as_array().expect("items");
     let actions: Vec<(&str, &str)> = items
@@ -645,7 +671,21 @@ async fn queue_listing_filters_and_pages() {
             .iter()
             .all(|i| i["status"] == "failed" && i["os"] == "rhel")
     );
-    let (_, f) = h.get("/api/v1/queue?q=BENCH-000007", Some(&h.viewer)).await;
+    let (_, f) = h
+        .get(
+            "/api/v1/queue?status=failed,queued&limit=500",
+            Some(&h.viewer),
+        )
+        .await;
+    assert_eq!(f["total"], json!(90));
+    assert!(
+        f["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|i| i["status"] == "failed" || i["status"] == "queued")
+    );
+    let (_, f) = h.get("/api/v1/queue?q=bench-000007", Some(&h.viewer)).await;
     assert_eq!(f["total"], json!(1));
     assert_eq!(f["items"][0]["advisory"], json!("SPM-BENCH-000007"));
     // LIKE wildcards in q are literal.
@@ -748,8 +788,8 @@ async fn dev_insecure_runs_everything_as_dev_admin_without_tokens() {
         .await
         .expect("request");
     assert_eq!(resp.status(), StatusCode::CREATED);
-    let (_, entries) = store
-        .read_blocking(|c| audit::list(c, &Default::default(), 10, 0))
+    let entries = store
+        .read_blocking(|c| audit::list(c, &Default::default()))
         .expect("audit");
     assert_eq!(entries[0].actor, "dev");
     service

@@ -1,59 +1,53 @@
 //! `spm serve`: the long-running service (HTTP API, metrics, health probes; workers and
 //! the scheduler hook into [`crate::server::service::Service`]).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
 
-use super::Outcome;
+use super::{Globals, Outcome};
 use crate::server::ServerConfig;
 use crate::server::health::Probes;
 use crate::server::service::Service;
 use crate::store::Store;
 
-/// Where the database lives (shared by commands that open it).
-#[derive(Debug, Clone, Args)]
-pub struct DatabaseArg {
-    /// SQLite database file.
-    #[arg(long, env = "SPM_DATABASE", default_value = "spm.db")]
-    pub database: PathBuf,
-}
-
-impl DatabaseArg {
-    /// Open (and migrate) the database.
-    pub fn open(&self) -> anyhow::Result<Store> {
-        Store::open(&self.database).with_context(|| "opening the database".to_owned())
-    }
-}
-
 /// Arguments of `spm serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    #[command(flatten)]
-    db: DatabaseArg,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:5001")]
-    listen: String,
+    /// Address to listen on (overrides server.listen).
+    #[arg(long)]
+    listen: Option<String>,
     /// Serve /metrics without a token.
     #[arg(long)]
     metrics_public: bool,
-    /// Prometheus base URL to probe for health.
-    #[arg(long, env = "SPM_PROMETHEUS_URL")]
-    prometheus_url: Option<String>,
-    /// Development only: no authentication, every request is admin `dev`.
+    /// Development only: no authentication, every request runs as admin `dev`.
     #[arg(long)]
     dev_insecure: bool,
 }
 
 /// Run `spm serve` until SIGINT or SIGTERM.
-pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
-    let store = args.db.open()?;
+pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
+    let global = globals.load_config()?;
+    if !global.server.cors_origins.is_empty() {
+        anyhow::bail!(
+            "server.cors_origins is set, but spm does not serve CORS yet; leave it empty (the API is same-origin only)"
+        );
+    }
+    if global.server.tls_cert.is_some() || global.server.tls_key.is_some() {
+        anyhow::bail!(
+            "server.tls_cert / server.tls_key are set, but spm serve does not terminate TLS yet; put a TLS proxy in front and unset them"
+        );
+    }
+    let store = Store::open(&global.database.path).context("opening the database")?;
     let config = ServerConfig {
-        listen: args.listen,
+        listen: args
+            .listen
+            .unwrap_or_else(|| global.server.listen.to_string()),
+        body_limit_bytes: usize::try_from(global.server.body_limit_bytes)
+            .context("server.body_limit_bytes is too large")?,
         metrics_public: args.metrics_public,
-        prometheus_url: args.prometheus_url,
+        prometheus_url: global.prometheus.url.clone(),
         ..ServerConfig::default()
     };
     // SQLite has one writer and a small reader pool; more blocking threads only cost memory.

@@ -3,17 +3,14 @@
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use super::Outcome;
-use super::serve::DatabaseArg;
+use super::{Globals, Outcome};
 use crate::server::auth::{Role, create_token, validate_token_name};
-use crate::store::audit::{self, NewAudit};
-use crate::store::tokens;
+use crate::store::audit::{self, AuditEntry};
+use crate::store::{Store, tokens};
 
 /// Arguments of `spm token`.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    #[command(flatten)]
-    db: DatabaseArg,
     #[command(subcommand)]
     action: TokenAction,
 }
@@ -51,8 +48,9 @@ fn cli_actor() -> String {
 }
 
 /// Run `spm token`.
-pub fn run(args: TokenArgs) -> anyhow::Result<Outcome> {
-    let store = args.db.open()?;
+pub fn run(args: TokenArgs, globals: &Globals) -> anyhow::Result<Outcome> {
+    let config = globals.load_config()?;
+    let store = Store::open(&config.database.path).context("opening the database")?;
     match args.action {
         TokenAction::Create { name, role } => {
             validate_token_name(&name).map_err(anyhow::Error::msg)?;
@@ -62,12 +60,12 @@ pub fn run(args: TokenArgs) -> anyhow::Result<Outcome> {
                     let new = create_token(tx, &name, role)?;
                     audit::append(
                         tx,
-                        &NewAudit {
-                            actor: &actor,
-                            action: "token.create",
-                            object_type: "token",
-                            object_id: Some(&name),
-                            details: Some(serde_json::json!({"role": role.as_str()})),
+                        &AuditEntry {
+                            actor: actor.clone(),
+                            action: "token.create".into(),
+                            object_type: "token".into(),
+                            object_id: Some(name.clone()),
+                            details: serde_json::json!({"role": role.as_str(), "prefix": new.info.prefix}),
                             ..Default::default()
                         },
                     )?;
@@ -111,11 +109,11 @@ pub fn run(args: TokenArgs) -> anyhow::Result<Outcome> {
                     tokens::revoke(tx, &name)?;
                     audit::append(
                         tx,
-                        &NewAudit {
-                            actor: &actor,
-                            action: "token.revoke",
-                            object_type: "token",
-                            object_id: Some(&name),
+                        &AuditEntry {
+                            actor: actor.clone(),
+                            action: "token.revoke".into(),
+                            object_type: "token".into(),
+                            object_id: Some(name.clone()),
                             ..Default::default()
                         },
                     )?;

@@ -18,6 +18,8 @@ use axum::response::IntoResponse;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::engine::state::Status;
+use crate::engine::state::queue::QueueStatus;
 use crate::store::stats::{self, MetricsSnapshot};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
@@ -122,12 +124,13 @@ pub fn render(db: &MetricsSnapshot, m: &Metrics) -> String {
         "gauge",
         "Queue items by status.",
     );
+    let statuses: Vec<&str> = QueueStatus::ALL.iter().map(|s| s.as_str()).collect();
     labelled(
         &mut out,
         "spm_queue_items",
         "status",
         &db.queue_by_status,
-        crate::store::queue_view::STATUSES,
+        &statuses,
     );
     family(
         &mut out,

@@ -97,7 +97,7 @@ const QUEUE_QUERY: &[Param] = &[
     Param {
         name: "status",
         ty: "string",
-        doc: "exact queue status",
+        doc: "queue status, or several separated by commas",
     },
     Param {
         name: "os",
@@ -120,11 +120,6 @@ const AUDIT_QUERY: &[Param] = &[
         doc: "exact actor (token name)",
     },
     Param {
-        name: "action",
-        ty: "string",
-        doc: "exact action, or a prefix ending in '.' (e.g. token.)",
-    },
-    Param {
         name: "object_type",
         ty: "string",
         doc: "exact object type",
@@ -134,8 +129,12 @@ const AUDIT_QUERY: &[Param] = &[
         ty: "string",
         doc: "exact object id",
     },
+    Param {
+        name: "before_id",
+        ty: "integer",
+        doc: "cursor: entries with a smaller id (next_before_id of the previous page)",
+    },
     PAGE[0],
-    PAGE[1],
 ];
 
 /// Every route the server answers.

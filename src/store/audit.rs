@@ -1,35 +1,37 @@
-//! Append-only audit log: who did what to which object, when, from where.
+//! The append-only audit log (`audit_log`; triggers forbid UPDATE and DELETE).
+//!
+//! Append in the same transaction as the change it records.
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, params, types::Value};
 use serde::Serialize;
 
-use super::StoreResult;
+use super::{StoreResult, now_ts};
 
-/// One audit entry to append.
-#[derive(Debug, Clone, Default)]
-pub struct NewAudit<'a> {
-    /// Authenticated identity (token name, `dev`, `cli:<user>`, `system`).
-    pub actor: &'a str,
-    /// Client address as seen by the server socket (never a forwarded header).
-    pub source_addr: Option<&'a str>,
-    /// Dotted action name, e.g. `token.create`.
-    pub action: &'a str,
-    /// Kind of object acted on.
-    pub object_type: &'a str,
+/// One decision or mutation to record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditEntry {
+    /// Authenticated identity (token name, `cli:<user>`, `system`).
+    pub actor: String,
+    /// Client address, when the change came over the network.
+    pub source_addr: Option<String>,
+    /// What happened, dotted: `queue.add`, `approval.approve`, `run.start`.
+    pub action: String,
+    /// Kind of object: `queue_item`, `patch_run`, `token`.
+    pub object_type: String,
     /// Its identifier.
-    pub object_id: Option<&'a str>,
-    /// Free-text reason given by the actor.
-    pub reason: Option<&'a str>,
-    /// Extra JSON details.
-    pub details: Option<serde_json::Value>,
+    pub object_id: Option<String>,
+    /// Why (operator's text).
+    pub reason: Option<String>,
+    /// Structured details (never secrets).
+    pub details: serde_json::Value,
 }
 
-/// An audit row.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct AuditEntry {
-    /// Row id.
+/// A stored audit row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    /// Row id (monotonic).
     pub id: i64,
-    /// Time of the action.
+    /// When.
     pub at: String,
     /// Who.
     pub actor: String,
@@ -39,85 +41,92 @@ pub struct AuditEntry {
     pub action: String,
     /// Kind of object.
     pub object_type: String,
-    /// Object id.
+    /// Its identifier.
     pub object_id: Option<String>,
     /// Why.
     pub reason: Option<String>,
-    /// Extra details (JSON).
+    /// Structured details.
     pub details: serde_json::Value,
 }
 
-/// Append an entry inside the caller's transaction; returns its id.
-pub fn append(tx: &Transaction<'_>, e: &NewAudit<'_>) -> StoreResult<i64> {
-    let details = e
-        .details
-        .as_ref()
-        .map(|d| d.to_string())
-        .unwrap_or_else(|| "{}".to_owned());
-    tx.execute(
-        "INSERT INTO audit_log (actor, source_addr, action, object_type, object_id, reason, details)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![e.actor, e.source_addr, e.action, e.object_type, e.object_id, e.reason, details],
-    )?;
-    Ok(tx.last_insert_rowid())
-}
-
-/// Filters for [`list`]; `None` means any.
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    /// Exact actor.
-    pub actor: Option<String>,
-    /// Exact action, or a prefix when it ends with `.` (e.g. `token.`).
-    pub action: Option<String>,
-    /// Exact object type.
-    pub object_type: Option<String>,
-    /// Exact object id.
-    pub object_id: Option<String>,
-}
-
-/// Entries matching `filter`, newest first, with the total count of matches.
-pub fn list(
-    conn: &Connection,
-    filter: &AuditFilter,
-    limit: i64,
-    offset: i64,
-) -> StoreResult<(i64, Vec<AuditEntry>)> {
-    let action_pattern = filter.action.as_ref().map(|a| {
-        if a.ends_with('.') {
-            format!("{}%", a.replace('%', "\\%").replace('_', "\\_"))
-        } else {
-            a.replace('%', "\\%").replace('_', "\\_")
-        }
-    });
-    let where_sql = "(?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action LIKE ?2 ESCAPE '\\')
-         AND (?3 IS NULL OR object_type = ?3) AND (?4 IS NULL OR object_id = ?4)";
-    let args = params![
-        filter.actor,
-        action_pattern,
-        filter.object_type,
-        filter.object_id
-    ];
-    let total: i64 = conn.query_row(
-        &format!("SELECT COUNT(*) FROM audit_log WHERE {where_sql}"),
-        args,
-        |r| r.get(0),
-    )?;
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT id, at, actor, source_addr, action, object_type, object_id, reason, details
-         FROM audit_log WHERE {where_sql} ORDER BY id DESC LIMIT ?5 OFFSET ?6"
-    ))?;
-    let rows = stmt.query_map(
+/// Append one entry; returns its id.
+pub fn append(conn: &Connection, e: &AuditEntry) -> StoreResult<i64> {
+    let details = if e.details.is_null() {
+        "{}".to_string()
+    } else {
+        e.details.to_string()
+    };
+    conn.execute(
+        "INSERT INTO audit_log (at, actor, source_addr, action, object_type, object_id, reason, details) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
-            filter.actor,
-            action_pattern,
-            filter.object_type,
-            filter.object_id,
-            limit,
-            offset
+            now_ts(),
+            e.actor,
+            e.source_addr,
+            e.action,
+            e.object_type,
+            e.object_id,
+            e.reason,
+            details
         ],
-        |r| {
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Filters for [`list`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    /// Only this kind of object.
+    pub object_type: Option<String>,
+    /// Only this object.
+    pub object_id: Option<String>,
+    /// Only this actor.
+    pub actor: Option<String>,
+    /// Only ids below this (cursor for the next page, newest first).
+    pub before_id: Option<i64>,
+    /// Page size (0: 100; capped at 1000).
+    pub limit: u32,
+}
+
+/// Audit rows matching `filter`, newest first.
+pub fn list(conn: &Connection, filter: &AuditFilter) -> StoreResult<Vec<AuditRecord>> {
+    let mut clauses = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    let mut add = |col: &str, op: &str, v: Value| {
+        args.push(v);
+        clauses.push(format!("{col} {op} ?{}", args.len()));
+    };
+    if let Some(t) = &filter.object_type {
+        add("object_type", "=", Value::Text(t.clone()));
+    }
+    if let Some(t) = &filter.object_id {
+        add("object_id", "=", Value::Text(t.clone()));
+    }
+    if let Some(t) = &filter.actor {
+        add("actor", "=", Value::Text(t.clone()));
+    }
+    if let Some(b) = filter.before_id {
+        add("id", "<", Value::Integer(b));
+    }
+    let limit = match filter.limit {
+        0 => 100,
+        n => n.min(1000),
+    };
+    let where_sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    args.push(Value::Integer(i64::from(limit)));
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, at, actor, source_addr, action, object_type, object_id, reason, details \
+         FROM audit_log {where_sql} ORDER BY id DESC LIMIT ?{}",
+        args.len()
+    ))?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
             let details: String = r.get(8)?;
-            Ok(AuditEntry {
+            Ok(AuditRecord {
                 id: r.get(0)?,
                 at: r.get(1)?,
                 actor: r.get(2)?,
@@ -129,12 +138,74 @@ pub fn list(
                 details: serde_json::from_str(&details)
                     .unwrap_or(serde_json::Value::String(details)),
             })
-        },
-    )?;
-    Ok((total, rows.collect::<Result<_, _>>()?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
 }
 
-/// Number of audit rows (used by tests that prove a rejected request changed nothing).
-pub fn count(conn: &Connection) -> StoreResult<i64> {
-    Ok(conn.query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0))?)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, StoreError};
+
+    #[test]
+    fn append_list_and_append_only() {
+        let s = Store::open_in_memory().unwrap();
+        let id = s
+            .write_blocking(|tx| {
+                append(
+                    tx,
+                    &AuditEntry {
+                        actor: "alice".into(),
+                        action: "queue.add".into(),
+                        object_type: "queue_item".into(),
+                        object_id: Some("1".into()),
+                        details: serde_json::json!({"advisory": "USN-1-1"}),
+                        ..Default::default()
+                    },
+                )?;
+                append(
+                    tx,
+                    &AuditEntry {
+                        actor: "bob".into(),
+                        action: "approval.approve".into(),
+                        object_type: "queue_item".into(),
+                        object_id: Some("1".into()),
+                        reason: Some("tested".into()),
+                        ..Default::default()
+                    },
+                )
+            })
+            .unwrap();
+        let rows = s
+            .read_blocking(|c| {
+                list(
+                    c,
+                    &AuditFilter {
+                        object_type: Some("queue_item".into()),
+                        object_id: Some("1".into()),
+                        ..Default::default()
+                    },
+                )
+            })
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].id, id);
+        assert_eq!(rows[1].details["advisory"], "USN-1-1");
+        let err = s
+            .write_blocking(|tx| {
+                tx.execute("UPDATE audit_log SET actor = 'mallory'", [])?;
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Sqlite(_)));
+        assert!(err.to_string().contains("append-only"), "{err}");
+        let err = s
+            .write_blocking(|tx| {
+                tx.execute("DELETE FROM audit_log", [])?;
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::server::AppState;
 use crate::server::auth::{Principal, Role, create_token, validate_token_name};
 use crate::server::error::{ApiError, ApiJson, ApiResult};
-use crate::store::audit::{self, NewAudit};
+use crate::store::audit::{self, AuditEntry};
 use crate::store::tokens::{self, TokenInfo};
 
 /// Body of `POST /api/v1/tokens`.
@@ -39,14 +39,14 @@ pub async fn create(
             let new = create_token(tx, &body.name, body.role)?;
             audit::append(
                 tx,
-                &NewAudit {
-                    actor: &who.name,
-                    source_addr: who.source_addr.as_deref(),
-                    action: "token.create",
-                    object_type: "token",
-                    object_id: Some(&new.info.name),
-                    details: Some(json!({"role": new.info.role, "prefix": new.info.prefix})),
-                    ..Default::default()
+                &AuditEntry {
+                    actor: who.name.clone(),
+                    source_addr: who.source_addr.clone(),
+                    action: "token.create".into(),
+                    object_type: "token".into(),
+                    object_id: Some(new.info.name.clone()),
+                    reason: None,
+                    details: json!({"role": new.info.role, "prefix": new.info.prefix}),
                 },
             )?;
             Ok(new)
@@ -71,13 +71,14 @@ pub async fn revoke(
             let info = tokens::revoke(tx, &name)?;
             audit::append(
                 tx,
-                &NewAudit {
-                    actor: &who.name,
-                    source_addr: who.source_addr.as_deref(),
-                    action: "token.revoke",
-                    object_type: "token",
-                    object_id: Some(&info.name),
-                    ..Default::default()
+                &AuditEntry {
+                    actor: who.name.clone(),
+                    source_addr: who.source_addr.clone(),
+                    action: "token.revoke".into(),
+                    object_type: "token".into(),
+                    object_id: Some(info.name.clone()),
+                    reason: None,
+                    details: serde_json::Value::Null,
                 },
             )?;
             Ok(info)
