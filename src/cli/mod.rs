@@ -2,6 +2,8 @@
 //!
 //! Exit codes: 0 ok, 1 "the answer is no" (a check failed, a budget tripped), 2 error.
 
+pub mod notify;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -17,7 +19,11 @@ pub enum Outcome {
 
 /// Top-level command line.
 #[derive(Debug, Parser)]
-#[command(name = "spm", version, about = "Security patch manager for UYUNI-managed Linux fleets")]
+#[command(
+    name = "spm",
+    version,
+    about = "Security patch manager for UYUNI-managed Linux fleets"
+)]
 pub struct Cli {
     /// Configuration file (TOML). Default: ./spm.toml when present.
     #[arg(long, global = true, env = "SPM_CONFIG")]
@@ -40,7 +46,10 @@ pub enum LogFormat {
 
 /// Every subcommand.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Notifications: test the channels, list and read.
+    Notify(notify::NotifyArgs),
+}
 
 /// Parse the command line, run the command, and map the result to an exit code.
 pub fn main() -> ExitCode {
@@ -69,5 +78,7 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    match cli.command {}
+    match cli.command {
+        Command::Notify(args) => notify::run(args, cli.config.as_deref()),
+    }
 }
