@@ -797,3 +797,128 @@ async fn dev_insecure_runs_everything_as_dev_admin_without_tokens() {
         .await
         .expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_list_and_mark_read_all_or_nothing() {
+    use spm::store::notifications::{self, NewDelivery, NewNotification};
+    let h = start(ServerConfig::default(), Probes::default(), 0).await;
+    let ids = h
+        .store
+        .write_blocking(|tx| {
+            let mut ids = Vec::new();
+            for (i, sev) in ["info", "warning", "critical"].iter().enumerate() {
+                let (id, _) = notifications::insert(
+                    tx,
+                    &NewNotification {
+                        event: "test_failed".into(),
+                        severity: (*sev).into(),
+                        subject: format!("subject {i}"),
+                        body: "body".into(),
+                        data: json!({"i": i}),
+                        ..Default::default()
+                    },
+                    &[NewDelivery {
+                        channel: "email".into(),
+                        target: "ops@example.org".into(),
+                    }],
+                )?;
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+        .expect("insert notifications");
+    let (s, b) = h
+        .get("/api/v1/notifications?unread=true", Some(&h.viewer))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["total_unread"], json!(3));
+    assert_eq!(b["items"][0]["id"], json!(ids[2]), "newest first");
+    let (_, b) = h
+        .get("/api/v1/notifications?severity=critical", Some(&h.viewer))
+        .await;
+    assert_eq!(b["items"].as_array().map(Vec::len), Some(1));
+    let (s, b) = h
+        .get("/api/v1/notifications?severity=loud", Some(&h.viewer))
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+    let (s, b) = h
+        .get(
+            &format!("/api/v1/notifications/{}", ids[0]),
+            Some(&h.viewer),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["deliveries"][0]["target"], json!("ops@example.org"));
+
+    // A batch with one unknown id changes nothing.
+    let before = h
+        .store
+        .read_blocking(notifications::unread_count)
+        .expect("count");
+    let body = format!(r#"{{"ids": [{}, 987654]}}"#, ids[0]);
+    let (s, b) = h
+        .post_json("/api/v1/notifications/mark-read", &h.viewer, &body)
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        h.store
+            .read_blocking(notifications::unread_count)
+            .expect("count"),
+        before
+    );
+    let (s, b) = h
+        .post_json(
+            "/api/v1/notifications/mark-read",
+            &h.viewer,
+            r#"{"ids": []}"#,
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+    let (s, b) = h
+        .post_json(
+            "/api/v1/notifications/mark-read",
+            &h.viewer,
+            r#"{"ids": "all"}"#,
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+    assert_eq!(b["error"]["field"], json!("ids"));
+
+    let body = format!(r#"{{"ids": [{}, {}]}}"#, ids[0], ids[1]);
+    let (s, b) = h
+        .post_json("/api/v1/notifications/mark-read", &h.viewer, &body)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["marked_read"], json!(2));
+    let (s, b) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/notifications/{}/read", ids[2]),
+            Some(&h.operator),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["marked_read"], json!(true));
+    let n = h
+        .store
+        .read_blocking(|c| notifications::get(c, ids[0]))
+        .expect("get");
+    assert!(n.read);
+    assert_eq!(n.read_by.as_deref(), Some("alice-viewer"));
+    let n = h
+        .store
+        .read_blocking(|c| notifications::get(c, ids[2]))
+        .expect("get");
+    assert_eq!(n.read_by.as_deref(), Some("oscar-operator"));
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/notifications/424242/read",
+            Some(&h.viewer),
+            None,
+        )
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+    h.stop().await;
+}

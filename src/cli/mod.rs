@@ -11,6 +11,7 @@ pub mod bench;
 pub mod config;
 pub mod db;
 pub mod gen_config;
+pub mod notify;
 pub mod serve;
 pub mod token;
 
@@ -128,6 +129,8 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Run a benchmark and print its figures.
     Bench(bench::BenchArgs),
+    /// Notifications: test the channels, list and read.
+    Notify(notify::NotifyArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -166,5 +169,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Serve(args) => serve::run(args, &cli.globals),
         Command::Token(args) => token::run(args, &cli.globals),
         Command::Bench(args) => bench::run(args),
+        Command::Notify(args) => notify::run(args, cli.globals.config.as_deref()),
     }
 }

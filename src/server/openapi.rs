@@ -29,6 +29,15 @@ fn schemas() -> Value {
                 }
             }}
         },
+        "MarkRead": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["ids"],
+            "properties": {
+                "ids": {"type": "array", "minItems": 1, "maxItems": 1000,
+                        "items": {"type": "integer", "minimum": 1}}
+            }
+        },
         "TokenCreate": {
             "type": "object",
             "additionalProperties": false,

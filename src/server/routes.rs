@@ -137,6 +137,26 @@ const AUDIT_QUERY: &[Param] = &[
     PAGE[0],
 ];
 
+const NOTIFICATION_QUERY: &[Param] = &[
+    Param {
+        name: "unread",
+        ty: "boolean",
+        doc: "only unread notifications",
+    },
+    Param {
+        name: "event",
+        ty: "string",
+        doc: "exact event type (test_failed, pending_approval, ...)",
+    },
+    Param {
+        name: "severity",
+        ty: "string",
+        doc: "info, warning or critical",
+    },
+    PAGE[0],
+    PAGE[1],
+];
+
 /// Every route the server answers.
 pub const ROUTES: &[RouteSpec] = &[
     RouteSpec {
@@ -215,6 +235,50 @@ pub const ROUTES: &[RouteSpec] = &[
         body: None,
         success: 200,
         handler: || get(endpoints::audit::list),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/notifications",
+        access: Access::Role(Role::Viewer),
+        tag: "notifications",
+        summary: "Notifications, newest first, with the unread count",
+        query: NOTIFICATION_QUERY,
+        body: None,
+        success: 200,
+        handler: || get(endpoints::notifications::list),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/notifications/{id}",
+        access: Access::Role(Role::Viewer),
+        tag: "notifications",
+        summary: "One notification with its delivery attempts",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || get(endpoints::notifications::detail),
+    },
+    RouteSpec {
+        method: Method::Post,
+        path: "/api/v1/notifications/{id}/read",
+        access: Access::Role(Role::Viewer),
+        tag: "notifications",
+        summary: "Mark one notification read (recorded as read_by the token name)",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || post(endpoints::notifications::mark_one),
+    },
+    RouteSpec {
+        method: Method::Post,
+        path: "/api/v1/notifications/mark-read",
+        access: Access::Role(Role::Viewer),
+        tag: "notifications",
+        summary: "Mark several notifications read, all or nothing",
+        query: &[],
+        body: Some("MarkRead"),
+        success: 200,
+        handler: || post(endpoints::notifications::mark_many),
     },
     RouteSpec {
         method: Method::Get,

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod fixtures;
 pub mod migrations;
+pub mod notifications;
 pub mod queue;
 pub mod queue_view;
 pub mod stats;
