@@ -295,3 +295,67 @@ pub async fn authorize(
     req.extensions_mut().insert(principal);
     next.run(req).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_not_a_ladder_except_admin() {
+        use Role::*;
+        for r in Role::ALL {
+            assert!(r.allows(Viewer), "{r} reads");
+            assert!(Admin.allows(r), "admin does {r}");
+        }
+        assert!(!Viewer.allows(Operator));
+        assert!(!Viewer.allows(Approver));
+        assert!(!Operator.allows(Approver), "operators cannot approve");
+        assert!(!Approver.allows(Operator), "approvers cannot queue");
+        assert!(!Operator.allows(Admin) && !Approver.allows(Admin));
+    }
+
+    #[test]
+    fn token_names_are_restricted() {
+        assert!(validate_token_name("ci-bot.prod_1").is_ok());
+        for bad in ["", "a b", "x;rm", "é", &"n".repeat(65)] {
+            assert!(validate_token_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bearer_header_parsing() {
+        let mut h = axum::http::HeaderMap::new();
+        assert!(bearer(&h).is_err());
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer spm_abc"),
+        );
+        assert_eq!(bearer(&h).ok(), Some("spm_abc"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic spm_abc"),
+        );
+        assert!(bearer(&h).is_err());
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer other"),
+        );
+        assert!(bearer(&h).is_err());
+    }
+
+    #[test]
+    fn new_token_debug_redacts_the_secret() {
+        let store = crate::store::Store::open_in_memory().expect("store");
+        let new = store
+            .write_blocking(|tx| create_token(tx, "t", Role::Viewer))
+            .expect("token");
+        let shown = format!("{new:?}");
+        assert!(!shown.contains(&new.token));
+        assert!(new.token.starts_with(&new.info.prefix));
+        let rec = store
+            .read_blocking(|c| tokens::find_by_hash(c, &hash_token(&new.token)))
+            .expect("find")
+            .expect("present");
+        assert!(!format!("{rec:?}").contains(&rec.token_hash));
+    }
+}

@@ -313,3 +313,76 @@ pub fn page(
     }
     Ok((limit, offset))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        inner: Option<Inner2>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner2 {
+        count: u32,
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let e = parse_json::<Body>(br#"{"name": 1}"#).expect_err("wrong type");
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("invalid_field", Some("name"))
+        );
+        let e = parse_json::<Body>(br#"{"name": "a", "inner": {"count": -1}}"#).expect_err("neg");
+        assert_eq!(e.field.as_deref(), Some("inner.count"));
+        let e = parse_json::<Body>(br#"{"name": "a", "inner": {"cnt": 1}}"#).expect_err("unknown");
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("unknown_field", Some("inner.cnt"))
+        );
+        let e = parse_json::<Body>(br#"{"inner": null}"#).expect_err("missing");
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("missing_field", Some("name"))
+        );
+        let e = parse_json::<Body>(br#"{"name": "a""#).expect_err("syntax");
+        assert_eq!(e.code, "malformed_json");
+        assert!(parse_json::<Body>(br#"{"name": "a"}"#).is_ok());
+    }
+
+    #[test]
+    fn ids_and_pages_are_checked() {
+        assert_eq!(parse_id("id", "42").ok(), Some(42));
+        for bad in ["0", "-1", "x", "1e3", ""] {
+            assert_eq!(
+                parse_id("id", bad).map_err(|e| e.field),
+                Err(Some("path.id".into()))
+            );
+        }
+        assert_eq!(page(None, None, 50, 500).ok(), Some((50, 0)));
+        assert!(page(Some(501), None, 50, 500).is_err());
+        assert!(page(Some(10), Some(-1), 50, 500).is_err());
+    }
+
+    #[test]
+    fn store_errors_map_to_statuses_without_internals() {
+        let e: ApiError = StoreError::NotFound {
+            what: "queue item",
+            id: "7".into(),
+        }
+        .into();
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        let e: ApiError = StoreError::Conflict("dup".into()).into();
+        assert_eq!(e.status, StatusCode::CONFLICT);
+        let e: ApiError = StoreError::Open("/secret/path/spm.db is locked".into()).into();
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!e.message.contains("/secret"));
+    }
+}

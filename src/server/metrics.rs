@@ -412,3 +412,47 @@ pub async fn scrape(State(state): State<AppState>) -> Result<impl IntoResponse, 
         body,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_labels_escaped() {
+        let m = Metrics::default();
+        m.observe_uyuni_call("a\"b", 0.007, true);
+        m.observe_uyuni_call("a\"b", 3.0, false);
+        let text = render(&MetricsSnapshot::default(), &m);
+        assert!(
+            text.contains(r#"spm_uyuni_call_duration_seconds_bucket{method="a\"b",le="0.005"} 0"#)
+        );
+        assert!(
+            text.contains(r#"spm_uyuni_call_duration_seconds_bucket{method="a\"b",le="0.01"} 1"#)
+        );
+        assert!(
+            text.contains(r#"spm_uyuni_call_duration_seconds_bucket{method="a\"b",le="10"} 2"#)
+        );
+        assert!(
+            text.contains(r#"spm_uyuni_call_duration_seconds_bucket{method="a\"b",le="+Inf"} 2"#)
+        );
+        assert!(text.contains(r#"spm_uyuni_call_errors_total{method="a\"b"} 1"#));
+        // Every queue status is present even with no rows.
+        assert!(text.contains(r#"spm_queue_items{status="superseded"} 0"#));
+    }
+
+    #[test]
+    fn script_reloads_and_http_classes_count() {
+        let m = Metrics::default();
+        m.record_script_reload(Ok(7));
+        m.record_script_reload(Err(()));
+        m.record_http_response(404);
+        m.record_http_response(200);
+        m.record_http_response(201);
+        let text = render(&MetricsSnapshot::default(), &m);
+        assert!(text.contains("spm_script_generation 7\n"));
+        assert!(text.contains("spm_script_reloads_total 2\n"));
+        assert!(text.contains("spm_script_reload_errors_total 1\n"));
+        assert!(text.contains("spm_http_responses_total{class=\"2xx\"} 2\n"));
+        assert!(text.contains("spm_http_responses_total{class=\"4xx\"} 1\n"));
+    }
+}
