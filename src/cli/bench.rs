@@ -1,33 +1,42 @@
-//! `spm bench <name> [--json]`: benchmarks that print figures.
+//! `spm bench <name> [--json]`: run a benchmark and print its figures.
+
+use clap::Args;
 
 use super::Outcome;
-use crate::bench;
 
 /// Arguments of `spm bench`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Which benchmark (host).
-    pub name: String,
-    /// Print one JSON object.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Benchmark name (`api`).
+    name: String,
+    /// Print one JSON object (the default output is the same JSON, pretty-printed).
     #[arg(long)]
-    pub json: bool,
+    json: bool,
+    /// Rows to seed (default: the benchmark's own, 10,000 for `api`).
+    #[arg(long)]
+    items: Option<usize>,
+    /// Concurrent clients (default 50 for `api`).
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Total requests (default 20,000 for `api`).
+    #[arg(long)]
+    requests: Option<usize>,
 }
 
 /// Run `spm bench`.
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let figures = match args.name.as_str() {
-        "host" => bench::host::run()?,
-        other => anyhow::bail!(
-            "unknown benchmark `{other}` (available: {})",
-            bench::NAMES.join(", ")
-        ),
-    };
+pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
+    let figures = crate::bench::run(
+        &args.name,
+        crate::bench::Sizes {
+            items: args.items,
+            clients: args.clients,
+            requests: args.requests,
+        },
+    )?;
     if args.json {
         println!("{figures}");
-    } else if let Some(obj) = figures.as_object() {
-        for (k, v) in obj {
-            println!("{k:<22} {v}");
-        }
+    } else {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
     }
     Ok(Outcome::Ok)
 }

@@ -7,22 +7,23 @@
 //! `<module>::run(args, &cli.globals)`; it loads the configuration with
 //! [`Globals::load_config`] only if it needs it.
 
+pub mod ansible;
+pub mod bench;
+pub mod check;
 pub mod config;
 pub mod db;
 pub mod gen_config;
-
-use std::path::PathBuf;
-pub mod bench;
-pub mod check;
+pub mod notify;
+pub mod serve;
 pub mod spec;
+pub mod token;
 pub mod types;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-
-pub mod ansible;
 
 /// What a command reports when it did not fail: success, or a well-formed "no".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,10 +133,16 @@ pub enum Command {
     Types(types::Args),
     /// Run script specs (tests/specs).
     Spec(spec::Args),
-    /// Run a benchmark and print its figures.
-    Bench(bench::Args),
     /// Run Ansible playbooks with spm's executor.
     Ansible(ansible::AnsibleArgs),
+    /// Run the service: HTTP API, metrics, health probes.
+    Serve(serve::ServeArgs),
+    /// Manage API tokens.
+    Token(token::TokenArgs),
+    /// Run a benchmark and print its figures.
+    Bench(bench::BenchArgs),
+    /// Notifications: test the channels, list and read.
+    Notify(notify::NotifyArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -178,9 +185,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Check(a) => check::run(a),
         Command::Types(a) => types::run(a),
         Command::Spec(a) => spec::run(a),
-        Command::Bench(a) => bench::run(a),
         Command::Ansible(args) => {
             ansible::run(args, crate::services::ansible::AnsibleConfig::default())
         }
+        Command::Serve(args) => serve::run(args, &cli.globals),
+        Command::Token(args) => token::run(args, &cli.globals),
+        Command::Bench(args) => bench::run(args),
+        Command::Notify(args) => notify::run(args, cli.globals.config.as_deref()),
     }
 }
