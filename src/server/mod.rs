@@ -1,4 +1,4 @@
-//! HTTP API, `/metrics` and (later) the dashboard.
+//! HTTP API, `/metrics` and the web dashboard ([`dashboard`], under `/ui/`).
 //!
 //! - [`routes::ROUTES`] is the one table of endpoints: [`router`] builds the axum router
 //!   from it (wrapping each route in the authentication its [`routes::Access`] declares)
@@ -10,6 +10,7 @@
 //! rows to the route table.
 
 pub mod auth;
+pub mod dashboard;
 pub mod endpoints;
 pub mod error;
 pub mod health;
@@ -52,6 +53,8 @@ pub struct ServerConfig {
     pub node_exporter_port: u16,
     /// Prometheus base URL to probe for health (none: not configured).
     pub prometheus_url: Option<String>,
+    /// The web dashboard.
+    pub dashboard: dashboard::DashboardConfig,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +66,7 @@ impl Default for ServerConfig {
             health_interval_secs: 15,
             node_exporter_port: 9100,
             prometheus_url: None,
+            dashboard: dashboard::DashboardConfig::default(),
         }
     }
 }
@@ -82,6 +86,10 @@ pub struct AppState {
     pub usage: Arc<auth::UsageTracker>,
     /// No authentication: every request runs as `dev` with the admin role.
     pub dev_insecure: bool,
+    /// Dashboard sessions and templates.
+    pub dashboard: Arc<dashboard::Dashboard>,
+    /// The Lua script host, when this process runs one (its reload status is shown).
+    pub scripts: Option<Arc<crate::host::reload::ScriptHost>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -98,6 +106,8 @@ impl AppState {
     /// State with fresh metrics and an empty health cache.
     pub fn new(store: Store, config: ServerConfig, dev_insecure: bool) -> Self {
         Self {
+            dashboard: Arc::new(dashboard::Dashboard::new(config.dashboard.clone())),
+            scripts: None,
             store,
             config: Arc::new(config),
             metrics: Arc::new(metrics::Metrics::default()),
@@ -125,6 +135,9 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     for (path, mr) in by_path {
         router = router.route(path, mr);
+    }
+    if state.config.dashboard.enabled {
+        router = router.merge(dashboard::routes());
     }
     router
         .fallback(not_found)

@@ -7,6 +7,7 @@
 //! (CLI, tests) use the `*_blocking` variants.
 
 pub mod audit;
+pub mod dashboard;
 pub mod fixtures;
 pub mod migrations;
 pub mod notifications;
