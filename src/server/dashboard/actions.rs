@@ -25,7 +25,12 @@ pub const MAX_REASON: usize = 2000;
 
 /// Refuse a POST whose `Origin` names another site (browsers send it on form posts).
 fn check_origin(headers: &HeaderMap) -> Result<(), PageError> {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    // No Origin, or the opaque "null" (privacy contexts): the CSRF token decides alone.
+    let Some(origin) = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| *o != "null")
+    else {
         return Ok(());
     };
     let host = headers

@@ -11,7 +11,7 @@
 //!
 //! Every response carries a strict Content-Security-Policy (`default-src 'self'`, no
 //! inline script or style), `X-Content-Type-Options: nosniff`, `Referrer-Policy:
-//! no-referrer` and, for pages, `Cache-Control: no-store`.
+//! same-origin` and, for pages, `Cache-Control: no-store`.
 
 pub mod actions;
 pub mod pages;
@@ -134,9 +134,11 @@ async fn security_headers(req: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // `same-origin`, not `same-origin`: with the latter browsers send `Origin: null` on
+    // form posts, and the origin check could not tell our own forms from others.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !h.contains_key(header::CACHE_CONTROL) {
