@@ -116,7 +116,10 @@ impl Driver {
         let req = match method {
             "GET" => self.http.get(&url),
             "DELETE" => self.http.delete(&url),
-            _ => self.http.post(&url).json(&body.unwrap_or_else(|| json!({}))),
+            _ => self
+                .http
+                .post(&url)
+                .json(&body.unwrap_or_else(|| json!({}))),
         };
         let resp = req.send().await.expect("WebDriver request");
         let status = resp.status();
@@ -146,7 +149,9 @@ impl Driver {
                 return;
             }
             if t0.elapsed() > Duration::from_secs(20) {
-                let text = self.js("return document.body ? document.body.innerText : '';").await;
+                let text = self
+                    .js("return document.body ? document.body.innerText : '';")
+                    .await;
                 panic!("expected a page ending in {suffix}, still at {url}: {text}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -197,21 +202,23 @@ impl Driver {
         self.call(
             "POST",
             "/actions",
-            Some(json!({ "actions": [{ "type": "key", "id": "kbd", "actions": [
-                { "type": "keyDown", "value": key }, { "type": "keyUp", "value": key }
-            ]}]})),
+            Some(
+                json!({ "actions": [{ "type": "key", "id": "kbd", "actions": [
+                    { "type": "keyDown", "value": key }, { "type": "keyUp", "value": key }
+                ]}]}),
+            ),
         )
         .await;
     }
 
     /// Save a screenshot of the whole page to `dir/name.png`.
     async fn screenshot(&self, dir: &Path, name: &str) {
-        let h = self
-            .js("return Math.ceil(document.documentElement.scrollHeight);")
-            .await
-            .as_i64()
-            .unwrap_or(1000)
-            .clamp(700, 6000);
+        // Grow the window to the page's height (plus the window's own frame) first.
+        let dims = self
+            .js("return [Math.ceil(document.documentElement.scrollHeight), window.outerHeight - window.innerHeight];")
+            .await;
+        let h = (dims[0].as_i64().unwrap_or(1000) + dims[1].as_i64().unwrap_or(0).max(0))
+            .clamp(700, 8000);
         self.call(
             "POST",
             "/window/rect",
@@ -307,7 +314,11 @@ async fn sign_in_browse_every_page_and_approve_with_the_keyboard() {
         ("08-runs", "/ui/runs", "Policies and runs"),
         ("09-run-live", "/ui/runs/1", "Run #1"),
         ("10-run-dry", "/ui/runs/2", "Run #2"),
-        ("11-compliance", "/ui/compliance?cve=CVE-2026-1111", "Compliance"),
+        (
+            "11-compliance",
+            "/ui/compliance?cve=CVE-2026-1111",
+            "Compliance",
+        ),
         ("12-scripts", "/ui/scripts", "Scripts"),
         (
             "13-script-source",
@@ -400,10 +411,39 @@ async fn sign_in_browse_every_page_and_approve_with_the_keyboard() {
     assert_eq!(actor, "april-approver");
     assert_eq!(object.as_deref(), Some("1"));
     assert_eq!(reason.as_deref(), Some("evidence reviewed in the browser"));
-    assert!(source.as_deref().is_some_and(|s| s.starts_with("127.0.0.1:")));
+    assert!(
+        source
+            .as_deref()
+            .is_some_and(|s| s.starts_with("127.0.0.1:"))
+    );
 
     // Sign out with the button.
     d.click("header form button").await;
     d.wait_url("/ui/login").await;
+
+    // An operator sees the queue controls and the rollback form; queue an advisory
+    // through the form.
+    d.type_into("#token", &server.operator).await;
+    d.click("button[type=submit]").await;
+    d.wait_url("/ui/").await;
+    for (shot, path) in [
+        ("16-queue-operator", "/ui/queue?find=DSA"),
+        ("17-run-operator", "/ui/runs/1"),
+    ] {
+        d.goto(&format!("{base}{path}")).await;
+        let problems = d.js(A11Y_CHECK).await;
+        assert_eq!(
+            problems,
+            json!([]),
+            "{path}: accessibility problems {problems}"
+        );
+        d.screenshot(&shots, shot).await;
+    }
+    d.goto(&format!("{base}/ui/queue?find=DSA")).await;
+    d.click("form[action='/ui/queue/add'] button").await;
+    d.wait_url("/ui/queue").await;
+    let added = server.audit("queue.add");
+    assert_eq!(added.len(), 1, "{added:?}");
+    assert_eq!(added[0].0, "oscar-operator");
     d.call("DELETE", "", None).await;
 }

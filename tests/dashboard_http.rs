@@ -556,3 +556,67 @@ async fn every_page_renders_escaped_with_a_strict_csp() {
     assert_eq!(v["hosts_running"], 1);
     assert_eq!(v["active"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_roll_back_selected_hosts_all_or_nothing() {
+    let s = start(ServerConfig::default()).await;
+    let host_status = |id: i64| -> String {
+        s.store
+            .read_blocking(move |c| {
+                Ok(c.query_row(
+                    "SELECT status FROM patch_run_hosts WHERE id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )?)
+            })
+            .expect("host status")
+    };
+    let (_, approver) = sign_in(&s, &s.approver).await;
+    let approver = approver.expect("approver");
+    assert_eq!(
+        approver
+            .post(
+                "/ui/runs/1/rollback",
+                &[("host", "1"), ("reason", "bad patch")]
+            )
+            .await
+            .0,
+        StatusCode::FORBIDDEN,
+        "approvers cannot roll back"
+    );
+    let (_, op) = sign_in(&s, &s.operator).await;
+    let op = op.expect("operator");
+    let (_, page) = op.get("/ui/runs/1").await;
+    assert!(page.contains("Roll back selected hosts"));
+    // Host 1 (ok) with host 2 (still running): refused as a whole.
+    op.post(
+        "/ui/runs/1/rollback",
+        &[("host", "1"), ("host", "2"), ("reason", "bad patch")],
+    )
+    .await;
+    assert_eq!(host_status(1), "ok");
+    assert_eq!(host_status(2), "running");
+    let (_, page) = op.get("/ui/runs/1").await;
+    assert!(page.contains("only hosts that finished"), "refusal shown");
+    // A reason is required.
+    op.post("/ui/runs/1/rollback", &[("host", "1"), ("reason", "")])
+        .await;
+    assert_eq!(host_status(1), "ok");
+    // Host 1 alone goes through, with an audit row naming it.
+    let (status, _) = op
+        .post(
+            "/ui/runs/1/rollback",
+            &[("host", "1"), ("reason", "regression on web-01")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(host_status(1), "rolling_back");
+    let audit = s.audit("run.rollback");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].0, "oscar-operator");
+    assert_eq!(audit[0].3.as_deref(), Some("regression on web-01"));
+    // A host of another run is not found.
+    op.post("/ui/runs/2/rollback", &[("host", "2"), ("reason", "x")])
+        .await;
+    assert_eq!(host_status(2), "running");
+}

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::audit::{self, AuditEntry};
 use super::{StoreError, StoreResult};
-use crate::engine::state::{QueueStatus, RunStatus, Status};
+use crate::engine::state::{QueueStatus, RunHostStatus, RunStatus, Status};
 
 /// Columns that hold JSON text and are parsed before they reach a template.
 const JSON_COLUMNS: &[&str] = &[
@@ -601,6 +601,72 @@ pub fn cancel_run(tx: &Connection, id: i64, reason: &str, actor: &Actor) -> Stor
             object_id: Some(id.to_string()),
             reason: Some(reason.to_string()),
             details: json!({ "from": status, "via": "dashboard" }),
+        },
+    )
+}
+
+/// Ask for a rollback of some hosts of a run: each `ok` or `failed` host moves to
+/// `rolling_back` (conditional, through the host state machine), all or none, with one audit
+/// row listing them. The rollout engine carries out hosts in `rolling_back`.
+pub fn request_rollback(
+    tx: &Connection,
+    run_id: i64,
+    host_ids: &[i64],
+    reason: &str,
+    actor: &Actor,
+) -> StoreResult<i64> {
+    if host_ids.is_empty() {
+        return Err(StoreError::Conflict(
+            "select at least one host to roll back".to_string(),
+        ));
+    }
+    let mut names = Vec::with_capacity(host_ids.len());
+    for &hid in host_ids {
+        let row: Option<(String, String)> = tx
+            .query_row(
+                "SELECT status, system_name FROM patch_run_hosts WHERE id = ?1 AND run_id = ?2",
+                params![hid, run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((status, name)) = row else {
+            return Err(not_found("host of this run", hid));
+        };
+        let from: RunHostStatus =
+            status
+                .parse()
+                .map_err(|e: crate::engine::state::ParseStatusError| {
+                    StoreError::Conflict(e.to_string())
+                })?;
+        RunHostStatus::check(from, RunHostStatus::RollingBack, &name).map_err(|_| {
+            StoreError::Conflict(format!(
+                "host {name} is {status}; only hosts that finished (ok or failed) can be rolled back"
+            ))
+        })?;
+        let n = tx.execute(
+            "UPDATE patch_run_hosts SET status = 'rolling_back' WHERE id = ?1 AND status = ?2",
+            params![hid, status],
+        )?;
+        if n == 0 {
+            return Err(crate::engine::state::TransitionError::Lost {
+                what: "run host",
+                id: name,
+                expected: status,
+            }
+            .into());
+        }
+        names.push(name);
+    }
+    audit::append(
+        tx,
+        &AuditEntry {
+            actor: actor.identity.clone(),
+            source_addr: actor.source_addr.clone(),
+            action: "run.rollback".to_string(),
+            object_type: "patch_run".to_string(),
+            object_id: Some(run_id.to_string()),
+            reason: Some(reason.to_string()),
+            details: json!({ "hosts": names, "host_ids": host_ids, "via": "dashboard" }),
         },
     )
 }

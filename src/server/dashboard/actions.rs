@@ -603,3 +603,60 @@ pub async fn notifications_read_all(
         format!("{n} notifications marked read."),
     ))
 }
+
+/// `POST /ui/runs/{id}/rollback`: roll back the selected hosts (repeated `host` fields).
+pub async fn run_rollback(
+    State(state): State<AppState>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: String,
+) -> PageResult {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&body)
+        .map_err(|e| PageError::new(StatusCode::BAD_REQUEST, format!("bad form: {e}")))?;
+    let field = |k: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    };
+    guard(&signed, &headers, field("csrf"), Role::Operator)?;
+    let id = id
+        .parse::<i64>()
+        .map_err(|_| PageError::new(StatusCode::NOT_FOUND, "no such patch run"))?;
+    let back = format!("/ui/runs/{id}");
+    let mut hosts = Vec::new();
+    for (_, v) in pairs.iter().filter(|(n, _)| n == "host") {
+        match v.parse::<i64>() {
+            Ok(h) if !hosts.contains(&h) => hosts.push(h),
+            Ok(_) => {}
+            Err(_) => {
+                return Err(PageError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("host {v:?} is not a host id"),
+                ));
+            }
+        }
+    }
+    let reason = match clean_reason(field("reason"), true, "roll back hosts") {
+        Ok(r) => r.unwrap_or_default(),
+        Err(m) => return Ok(done(&state, &signed, &back, "error", m)),
+    };
+    let who = actor(&signed);
+    let n = hosts.len();
+    let res = state
+        .store
+        .write(move |tx| db::request_rollback(tx, id, &hosts, &reason, &who))
+        .await;
+    match res {
+        Ok(_) => Ok(done(
+            &state,
+            &signed,
+            &back,
+            "ok",
+            format!("Rollback requested for {n} host(s) of run {id}."),
+        )),
+        Err(e) => refused(&state, &signed, &back, e),
+    }
+}

@@ -7,7 +7,7 @@
 //! - [`pages`]: the GET pages (overview, queue, tests, approvals, runs, compliance,
 //!   scripts, notifications).
 //! - [`actions`]: the POST forms (sign-in/out, approve/reject/snooze, queue changes, run
-//!   cancel, notifications read).
+//!   cancel, rollback of selected hosts, notifications read).
 //!
 //! Every response carries a strict Content-Security-Policy (`default-src 'self'`, no
 //! inline script or style), `X-Content-Type-Options: nosniff`, `Referrer-Policy:
@@ -107,6 +107,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/runs/{id}", get(pages::run))
         .route("/ui/runs/{id}/progress", get(pages::run_progress))
         .route("/ui/runs/{id}/cancel", post(actions::run_cancel))
+        .route("/ui/runs/{id}/rollback", post(actions::run_rollback))
         .route("/ui/compliance", get(pages::compliance))
         .route("/ui/scripts", get(pages::scripts))
         .route("/ui/scripts/source", get(pages::script_source))
