@@ -227,3 +227,53 @@ async fn starttls_with_auth_private_ca_and_verification() {
         .collect();
     assert_eq!(statuses, ["gave_up", "gave_up", "sent"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_never_answers_times_out_and_is_retried_later() {
+    // A TCP server that accepts connections and never says a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let tpl = shipped_templates();
+    let store = Store::open_in_memory().expect("store");
+    let n = Notifier::new(
+        store.clone(),
+        config(
+            tpl.path(),
+            SmtpConfig {
+                host: "127.0.0.1".into(),
+                port: Some(port),
+                security: SmtpSecurity::None,
+                timeout: Duration::from_millis(500),
+                ..SmtpConfig::default()
+            },
+        ),
+    )
+    .expect("notifier");
+    let id = n
+        .raise(Event::new(EventKind::SyncFailed, json!({"error": "x"})))
+        .await
+        .expect("raised");
+    let before = spm::store::now_ts();
+    assert_eq!(n.deliver_due().await.expect("pass"), 1);
+    let d = &store.read_blocking(|c| db::deliveries(c, id)).expect("d")[0];
+    assert_eq!(d.status, "failed", "{d:?}");
+    assert_eq!(d.attempts, 1);
+    assert!(
+        d.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("no answer within"),
+        "{d:?}"
+    );
+    assert!(d.next_attempt_at > before, "retry scheduled later: {d:?}");
+    // Not due yet: a second pass right away sends nothing.
+    assert_eq!(n.deliver_due().await.expect("pass"), 0);
+}

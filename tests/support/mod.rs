@@ -149,6 +149,7 @@ pub struct Received {
     pub headers: axum::http::HeaderMap,
     pub body: bytes::Bytes,
     pub status: u16,
+    pub at: Instant,
 }
 
 /// An HTTP receiver that answers 500 to the first `fail_first` requests, then 200.
@@ -179,6 +180,7 @@ impl Receiver {
                         headers,
                         body,
                         status,
+                        at: Instant::now(),
                     });
                     (
                         axum::http::StatusCode::from_u16(status).expect("status"),

@@ -16,6 +16,7 @@ import json
 import os
 import ssl
 import sys
+import warnings
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
@@ -54,6 +55,8 @@ class Sink:
 
 
 def main():
+    # aiosmtpd itself sets the deprecated Session.login_data on success; keep stderr quiet.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--outdir", required=True)

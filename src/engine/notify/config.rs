@@ -219,8 +219,18 @@ impl NotifyConfig {
     /// Check what serde cannot: event names, digest time and zone, unique webhook names,
     /// retry bounds. The message names the offending key.
     pub fn validate(&self) -> Result<(), String> {
-        for key in self.recipients.keys() {
+        for (key, list) in &self.recipients {
             check_event_key("recipients", key)?;
+            for addr in list {
+                addr.parse::<lettre::message::Mailbox>().map_err(|e| {
+                    format!("notify.recipients.{key}: invalid address {addr:?}: {e}")
+                })?;
+            }
+        }
+        if let Some(smtp) = &self.smtp {
+            smtp.from
+                .parse::<lettre::message::Mailbox>()
+                .map_err(|e| format!("notify.smtp.from: invalid address {:?}: {e}", smtp.from))?;
         }
         for key in self.routes.keys() {
             check_event_key("routes", key)?;
@@ -348,6 +358,10 @@ mod tests {
         assert!(e.contains("tset_failed"), "{e}");
         let e = NotifyConfig::from_toml_str("[notify.digest]\ntime = \"8am\"\n").unwrap_err();
         assert!(e.contains("digest.time"), "{e}");
+        let e =
+            NotifyConfig::from_toml_str("[notify.recipients]\ndefault = [\"not an address\"]\n")
+                .unwrap_err();
+        assert!(e.contains("notify.recipients.default"), "{e}");
         let e = NotifyConfig::from_toml_str("[notify]\nbogus = 1\n").unwrap_err();
         assert!(e.contains("bogus"), "{e}");
         let e = NotifyConfig::from_toml_str(

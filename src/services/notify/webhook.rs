@@ -30,8 +30,9 @@ pub const TIMESTAMP_HEADER: &str = "X-Spm-Timestamp";
 /// Header with the delivery's idempotency key.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
-/// One webhook (`[[notify.webhooks]]`).
-#[derive(Debug, Clone, Deserialize)]
+/// One webhook (`[[notify.webhooks]]`). `Debug` shows only the URL's scheme and host:
+/// chat services put their secret in the path.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Name used in delivery rows and reports (never the URL's secrets).
@@ -53,6 +54,23 @@ pub struct WebhookConfig {
     /// PEM file with extra CA roots for a private endpoint.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = reqwest::Url::parse(&self.url)
+            .map(|u| redact_url(&u))
+            .unwrap_or_else(|_| "[invalid url]".into());
+        f.debug_struct("WebhookConfig")
+            .field("name", &self.name)
+            .field("url", &url)
+            .field("auth_header", &self.auth_header)
+            .field("hmac_secret", &self.hmac_secret)
+            .field("events", &self.events)
+            .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 fn default_timeout() -> Duration {
@@ -111,14 +129,15 @@ impl std::fmt::Debug for WebhookClient {
     }
 }
 
-/// The URL without credentials or query (which may hold tokens), for logs.
+/// The URL reduced to scheme, host and port, for logs: credentials, path and query may
+/// all hold tokens.
 pub fn redact_url(url: &reqwest::Url) -> String {
     format!(
-        "{}://{}{}",
+        "{}://{}{}/…",
         url.scheme(),
         url.host_str().unwrap_or(""),
         url.port().map(|p| format!(":{p}")).unwrap_or_default()
-    ) + url.path()
+    )
 }
 
 /// `sha256=<hex>` HMAC-SHA256 of `body` under `key`.
@@ -268,5 +287,10 @@ mod tests {
         assert!(!dbg.contains("tok123"), "{dbg}");
         assert!(!dbg.contains("pw@"), "{dbg}");
         assert!(!dbg.contains("token=abc"), "{dbg}");
+        let dbg = format!("{:?}", cfg(Some("Authorization: Bearer tok123")));
+        assert!(
+            !dbg.contains("tok123") && !dbg.contains("/x") && !dbg.contains("pw@"),
+            "{dbg}"
+        );
     }
 }
