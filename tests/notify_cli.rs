@@ -84,10 +84,10 @@ async fn list_read_and_test_commands() {
     std::fs::write(
         &cfg,
         format!(
-            "[notify]\ntemplates_dir = {:?}\n\
+            "[scripts]\nscripts_dir = {:?}\n\
              [[notify.webhooks]]\nname = \"good\"\nurl = \"{}\"\nhmac_secret = \"k\"\n\
              [[notify.webhooks]]\nname = \"bad\"\nurl = \"{}\"\n",
-            tpl.path().display().to_string(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/scripts"),
             ok.url(),
             bad.url()
         ),

@@ -20,7 +20,7 @@ fn webhook(name: &str, url: String, events: &[&str]) -> WebhookConfig {
     WebhookConfig {
         name: name.into(),
         url,
-        auth_header: Some(Secret::new("Authorization: Bearer tok-123")),
+        auth_header: Some(Secret::new("Bearer tok-123")),
         hmac_secret: Some(Secret::new("whsec-test")),
         events: events.iter().map(|e| e.to_string()).collect(),
         timeout: Duration::from_secs(5),
@@ -187,7 +187,7 @@ async fn routing_and_severity_filters_choose_the_deliveries() {
         RouteConfig {
             enabled: true,
             channels: vec![Channel::Webhook],
-            min_severity: Severity::Critical,
+            min_severity: Some(Severity::Critical),
         },
     );
     cfg.routes.insert(

@@ -6,8 +6,11 @@
 //! [`Store::write`], which run the closure on tokio's blocking pool; synchronous callers
 //! (CLI, tests) use the `*_blocking` variants.
 
+pub mod audit;
 pub mod migrations;
 pub mod notifications;
+pub mod queue;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -89,6 +92,27 @@ impl Store {
         }
         let mut writer = Connection::open(path).map_err(|e| open_err(path, e))?;
         configure(&writer).map_err(|e| open_err(path, e))?;
+        // Refuse a corrupt file or a newer schema before anything writes to the file
+        // (switching to WAL rewrites the header).
+        let version: i64 = writer
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| open_err(path, e))?;
+        let known = migrations::FILES.len() as i64;
+        if version > known {
+            return Err(migrations::newer_error(path, version, known));
+        }
+        if version == 0 {
+            let objects: i64 = writer
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+                .map_err(|e| open_err(path, e))?;
+            if objects > 0 {
+                return Err(StoreError::Open(format!(
+                    "database {} already holds {objects} tables or indexes but no spm schema \
+                     (another program's database?); point --database at a new file",
+                    path.display()
+                )));
+            }
+        }
         writer
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
             .map_err(|e| open_err(path, e))?;
@@ -202,7 +226,7 @@ impl Store {
     }
 }
 
-fn open_err(path: &Path, e: rusqlite::Error) -> StoreError {
+pub(crate) fn open_err(path: &Path, e: rusqlite::Error) -> StoreError {
     let hint = match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => {
             "another process holds a lock on it; stop it or wait"
@@ -210,9 +234,9 @@ fn open_err(path: &Path, e: rusqlite::Error) -> StoreError {
         Some(rusqlite::ErrorCode::NotADatabase) | Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
             "it is not a valid spm database; restore it from a backup or point --database elsewhere"
         }
-        Some(rusqlite::ErrorCode::CannotOpen) | Some(rusqlite::ErrorCode::PermissionDenied) => {
-            "check the path and its permissions"
-        }
+        Some(rusqlite::ErrorCode::CannotOpen)
+        | Some(rusqlite::ErrorCode::PermissionDenied)
+        | Some(rusqlite::ErrorCode::ReadOnly) => "check the path and its permissions",
         _ => "check the file",
     };
     StoreError::Open(format!(
@@ -223,7 +247,24 @@ fn open_err(path: &Path, e: rusqlite::Error) -> StoreError {
 
 /// Current time as the store's timestamp text (RFC 3339 UTC, milliseconds).
 pub fn now_ts() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    format_ts(chrono::Utc::now())
+}
+
+/// A time as the store's timestamp text (RFC 3339 UTC, milliseconds), the same format as
+/// the schema's `strftime('%Y-%m-%dT%H:%M:%fZ','now')`, so text comparison orders by time.
+pub fn format_ts(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Read a status column into its state-machine enum; an unknown text (impossible behind
+/// the CHECK constraints, but never a panic) becomes a conversion error.
+pub(crate) fn status_col<S>(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<S>
+where
+    S: std::str::FromStr,
+    S::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = row.get(idx)?;
+    text.parse::<S>().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
 }

@@ -244,10 +244,11 @@ impl Notifier {
         let cfg = &self.inner.config;
         let route = cfg.route(kind);
         let mut out = Vec::new();
-        if !route.enabled || severity < route.min_severity {
+        if !route.enabled {
             return out;
         }
-        if route.channels.contains(&Channel::Email) && self.inner.mailer.is_some() {
+        let wants = |c: Channel| route.channels.contains(&c) && severity >= cfg.floor(&route, c);
+        if wants(Channel::Email) && self.inner.mailer.is_some() {
             let to = cfg.recipients_for(kind);
             if !to.is_empty() {
                 out.push(NewDelivery {
@@ -256,7 +257,7 @@ impl Notifier {
                 });
             }
         }
-        if route.channels.contains(&Channel::Webhook) {
+        if wants(Channel::Webhook) {
             for w in &cfg.webhooks {
                 if w.events.is_empty() || w.events.iter().any(|e| e == kind.as_str()) {
                     out.push(NewDelivery {
