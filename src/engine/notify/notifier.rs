@@ -301,8 +301,12 @@ impl Notifier {
     }
 
     /// Send a test message to every configured channel now (once, no retries) and report
-    /// per channel. The message is recorded like any other notification.
+    /// per channel. The message is recorded like any other notification; with no channel
+    /// configured nothing is sent or recorded and the report is empty.
     pub async fn send_test(&self) -> Result<Vec<ChannelReport>, NotifyError> {
+        if self.inner.mailer.is_none() && self.inner.webhooks.is_empty() {
+            return Ok(Vec::new());
+        }
         self.reload_templates().await;
         let event = Event::new(
             EventKind::Test,
