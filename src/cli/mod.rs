@@ -7,6 +7,7 @@
 //! `<module>::run(args, &cli.globals)`; it loads the configuration with
 //! [`Globals::load_config`] only if it needs it.
 
+pub mod bench;
 pub mod config;
 pub mod db;
 pub mod gen_config;
@@ -122,6 +123,8 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Notifications: test the channels, list and read.
     Notify(notify::NotifyArgs),
+    /// Run a named benchmark and print one JSON object.
+    Bench(bench::BenchArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -162,5 +165,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::GenConfig(args) => gen_config::run(args, &cli.globals),
         Command::Config(args) => config::run(args, &cli.globals),
         Command::Notify(args) => notify::run(args, &cli.globals),
+        Command::Bench(args) => bench::run(args),
     }
 }
