@@ -1,6 +1,7 @@
-//! Benchmarks behind `spm bench <name> --json`; each prints one JSON object.
+//! Benchmarks behind `spm bench <name> --json`.
 
+pub mod host;
 pub mod notify;
 
-/// Names `spm bench` accepts.
-pub const NAMES: &[&str] = &["notify"];
+/// Benchmark names.
+pub const NAMES: &[&str] = &["host", "notify"];

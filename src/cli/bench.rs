@@ -1,40 +1,36 @@
-//! `spm bench <name> --json`: run a named benchmark and print one JSON object.
-
-use anyhow::Context as _;
-use clap::Args;
+//! `spm bench <name> [--json]`: benchmarks that print figures.
 
 use super::Outcome;
+use crate::bench;
 
 /// Arguments of `spm bench`.
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Benchmark name (`notify`).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Which benchmark (host, notify).
     pub name: String,
-    /// Print JSON (the only format; accepted for symmetry with read commands).
+    /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// Smaller sizes, for a quick look.
-    #[arg(long)]
-    pub quick: bool,
 }
 
 /// Run `spm bench`.
-pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
-    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let report = match args.name.as_str() {
-        "notify" => {
-            let mut p = crate::bench::notify::BenchParams::default();
-            if args.quick {
-                p.events = 200;
-                p.deliveries = 100;
-            }
-            rt.block_on(crate::bench::notify::run(p))?
-        }
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let figures = match args.name.as_str() {
+        "host" => bench::host::run()?,
+        "notify" => tokio::runtime::Runtime::new()
+            .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?
+            .block_on(bench::notify::run(bench::notify::BenchParams::default()))?,
         other => anyhow::bail!(
-            "unknown benchmark {other:?}; known: {}",
-            crate::bench::NAMES.join(", ")
+            "unknown benchmark `{other}` (available: {})",
+            bench::NAMES.join(", ")
         ),
     };
-    println!("{report}");
+    if args.json {
+        println!("{figures}");
+    } else if let Some(obj) = figures.as_object() {
+        for (k, v) in obj {
+            println!("{k:<22} {v}");
+        }
+    }
     Ok(Outcome::Ok)
 }

@@ -7,17 +7,23 @@
 //! `<module>::run(args, &cli.globals)`; it loads the configuration with
 //! [`Globals::load_config`] only if it needs it.
 
-pub mod bench;
 pub mod config;
 pub mod db;
 pub mod gen_config;
-pub mod notify;
 
 use std::path::PathBuf;
+pub mod bench;
+pub mod check;
+pub mod spec;
+pub mod types;
+
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+
+pub mod ansible;
+pub mod notify;
 
 /// What a command reports when it did not fail: success, or a well-formed "no".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,10 +127,18 @@ pub enum Command {
     GenConfig(gen_config::GenConfigArgs),
     /// Show the effective configuration (secrets redacted).
     Config(config::ConfigArgs),
+    /// Check Lua scripts: headers, syntax, contracts, lints.
+    Check(check::Args),
+    /// Write LuaLS definitions (scripts/types/spm.meta.lua) and .luarc.json.
+    Types(types::Args),
+    /// Run script specs (tests/specs).
+    Spec(spec::Args),
+    /// Run a benchmark and print its figures.
+    Bench(bench::Args),
+    /// Run Ansible playbooks with spm's executor.
+    Ansible(ansible::AnsibleArgs),
     /// Notifications: test the channels, list and read.
     Notify(notify::NotifyArgs),
-    /// Run a named benchmark and print one JSON object.
-    Bench(bench::BenchArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -164,7 +178,13 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Db(args) => db::run(args, &cli.globals),
         Command::GenConfig(args) => gen_config::run(args, &cli.globals),
         Command::Config(args) => config::run(args, &cli.globals),
+        Command::Check(a) => check::run(a),
+        Command::Types(a) => types::run(a),
+        Command::Spec(a) => spec::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Ansible(args) => {
+            ansible::run(args, crate::services::ansible::AnsibleConfig::default())
+        }
         Command::Notify(args) => notify::run(args, &cli.globals),
-        Command::Bench(args) => bench::run(args),
     }
 }
