@@ -287,9 +287,23 @@ impl Notifier {
     }
 
     async fn record(&self, event: &Event) -> Result<i64, NotifyError> {
+        let deliveries = self.route(event.kind, event.effective_severity());
+        self.record_with(event, deliveries).await
+    }
+
+    /// Whether e-mail is configured.
+    pub fn has_mailer(&self) -> bool {
+        self.inner.mailer.is_some()
+    }
+
+    /// Render and record `event` with the given deliveries (already routed).
+    pub(super) async fn record_with(
+        &self,
+        event: &Event,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<i64, NotifyError> {
         let severity = event.effective_severity();
         let row = self.new_row(event, severity);
-        let deliveries = self.route(event.kind, severity);
         let (id, _) = self
             .inner
             .store
