@@ -1,36 +1,72 @@
-//! `spm bench <name> [--json]`: benchmarks that print figures.
+//! `spm bench <name> [options] [--json]`: run a benchmark and print its figures as one JSON
+//! object. Each benchmark is a subcommand with its own options.
+
+use clap::{Args, Subcommand};
 
 use super::Outcome;
 use crate::bench;
 
 /// Arguments of `spm bench`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// Which benchmark (host, notify).
-    pub name: String,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which benchmark.
+    #[command(subcommand)]
+    which: Which,
+    /// Print one JSON object on one line (the default output is the same JSON, pretty).
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+enum Which {
+    /// HTTP API: `GET /api/v1/queue?limit=100` from concurrent clients.
+    Api {
+        /// Queue rows to seed.
+        #[arg(long, default_value_t = 10_000)]
+        items: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        /// Total requests.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+    },
+    /// Lua host: reload latency, primitive call cost, VM load time.
+    Host,
+    /// Notifications: raise and delivery throughput.
+    Notify,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))
 }
 
 /// Run `spm bench`.
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let figures = match args.name.as_str() {
-        "host" => bench::host::run()?,
-        "notify" => tokio::runtime::Runtime::new()
-            .map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))?
-            .block_on(bench::notify::run(bench::notify::BenchParams::default()))?,
-        other => anyhow::bail!(
-            "unknown benchmark `{other}` (available: {})",
-            bench::NAMES.join(", ")
-        ),
+pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
+    let figures = match args.which {
+        Which::Api {
+            items,
+            clients,
+            requests,
+        } => {
+            let d = bench::api::Options::default();
+            bench::api::run(&bench::api::Options {
+                items,
+                clients: clients.max(1),
+                requests: requests.max(1),
+                ..d
+            })?
+        }
+        Which::Host => bench::host::run()?,
+        Which::Notify => {
+            runtime()?.block_on(bench::notify::run(bench::notify::BenchParams::default()))?
+        }
     };
     if args.json {
         println!("{figures}");
-    } else if let Some(obj) = figures.as_object() {
-        for (k, v) in obj {
-            println!("{k:<22} {v}");
-        }
+    } else {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
     }
     Ok(Outcome::Ok)
 }

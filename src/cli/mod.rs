@@ -10,6 +10,9 @@
 pub mod config;
 pub mod db;
 pub mod gen_config;
+pub mod notify;
+pub mod serve;
+pub mod token;
 
 use std::path::PathBuf;
 pub mod bench;
@@ -23,7 +26,6 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 pub mod ansible;
-pub mod notify;
 
 /// What a command reports when it did not fail: success, or a well-formed "no".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,10 +135,13 @@ pub enum Command {
     Types(types::Args),
     /// Run script specs (tests/specs).
     Spec(spec::Args),
-    /// Run a benchmark and print its figures.
-    Bench(bench::Args),
     /// Run Ansible playbooks with spm's executor.
     Ansible(ansible::AnsibleArgs),
+    /// Run the service: HTTP API, metrics, health probes.
+    Serve(serve::ServeArgs),
+    /// Manage API tokens.
+    Token(token::TokenArgs),
+    Bench(bench::BenchArgs),
     /// Notifications: test the channels, list and read.
     Notify(notify::NotifyArgs),
 }
@@ -181,10 +186,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Check(a) => check::run(a),
         Command::Types(a) => types::run(a),
         Command::Spec(a) => spec::run(a),
-        Command::Bench(a) => bench::run(a),
         Command::Ansible(args) => {
             ansible::run(args, crate::services::ansible::AnsibleConfig::default())
         }
         Command::Notify(args) => notify::run(args, &cli.globals),
+        Command::Serve(args) => serve::run(args, &cli.globals),
+        Command::Token(args) => token::run(args, &cli.globals),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -27,6 +27,10 @@ pub const FILES: &[(&str, &str)] = &[
         "0003_notification_details.sql",
         include_str!("../../migrations/0003_notification_details.sql"),
     ),
+    (
+        "0004_api_indexes.sql",
+        include_str!("../../migrations/0004_api_indexes.sql"),
+    ),
 ];
 
 /// The migration set as rusqlite_migration sees it.
