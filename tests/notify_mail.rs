@@ -155,6 +155,7 @@ async fn starttls_with_auth_private_ca_and_verification() {
     let sink = SmtpSink::start(SinkOptions {
         tls: Some((pki.path("cert.pem"), pki.path("key.pem"))),
         auth: Some("spm:correct horse".into()),
+        implicit_tls: false,
     });
     let tpl = shipped_templates();
     let smtp = SmtpConfig {
@@ -226,4 +227,118 @@ async fn starttls_with_auth_private_ca_and_verification() {
         })
         .collect();
     assert_eq!(statuses, ["gave_up", "gave_up", "sent"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_never_answers_times_out_and_is_retried_later() {
+    // A TCP server that accepts connections and never says a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let tpl = shipped_templates();
+    let store = Store::open_in_memory().expect("store");
+    let n = Notifier::new(
+        store.clone(),
+        config(
+            tpl.path(),
+            SmtpConfig {
+                host: "127.0.0.1".into(),
+                port: Some(port),
+                security: SmtpSecurity::None,
+                timeout: Duration::from_millis(500),
+                ..SmtpConfig::default()
+            },
+        ),
+    )
+    .expect("notifier");
+    let id = n
+        .raise(Event::new(EventKind::SyncFailed, json!({"error": "x"})))
+        .await
+        .expect("raised");
+    let before = spm::store::now_ts();
+    assert_eq!(n.deliver_due().await.expect("pass"), 1);
+    let d = &store.read_blocking(|c| db::deliveries(c, id)).expect("d")[0];
+    assert_eq!(d.status, "failed", "{d:?}");
+    assert_eq!(d.attempts, 1);
+    assert!(
+        d.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("no answer within"),
+        "{d:?}"
+    );
+    assert!(d.next_attempt_at > before, "retry scheduled later: {d:?}");
+    // Not due yet: a second pass right away sends nothing.
+    assert_eq!(n.deliver_due().await.expect("pass"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_relay_receives_the_mail() {
+    let pki = Pki::new();
+    let sink = SmtpSink::start(SinkOptions {
+        tls: Some((pki.path("cert.pem"), pki.path("key.pem"))),
+        auth: None,
+        implicit_tls: true,
+    });
+    let tpl = shipped_templates();
+    let store = Store::open_in_memory().expect("store");
+    let smtp = SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: Some(sink.port),
+        security: SmtpSecurity::Tls,
+        from: "spm@example.test".into(),
+        ca_file: Some(pki.path("ca.pem")),
+        ..SmtpConfig::default()
+    };
+    let n = Notifier::new(store.clone(), config(tpl.path(), smtp.clone())).expect("notifier");
+    let id = n
+        .raise(
+            Event::new(
+                EventKind::BudgetTripped,
+                json!({"policy": "db-weekly", "wave": 2, "failed": 3, "budget": 1}),
+            )
+            .run_id(9),
+        )
+        .await
+        .expect("raised");
+    assert_eq!(n.deliver_due().await.expect("pass"), 1);
+    let d = &store.read_blocking(|c| db::deliveries(c, id)).expect("d")[0];
+    assert_eq!(d.status, "sent", "{d:?}");
+    let msgs = sink.messages();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].0["tls"], true);
+    assert_eq!(msgs[0].0["rcpt_tos"], json!(["fallback@example.test"]));
+    assert_eq!(
+        msgs[0].0["subject"],
+        "[spm] Patch run 9 stopped: error budget exceeded (db-weekly)"
+    );
+
+    // STARTTLS against a TLS-only port fails, is recorded and will be retried.
+    let n = Notifier::new(
+        store.clone(),
+        config(
+            tpl.path(),
+            SmtpConfig {
+                security: SmtpSecurity::Starttls,
+                timeout: Duration::from_secs(2),
+                ..smtp
+            },
+        ),
+    )
+    .expect("notifier");
+    let id = n
+        .raise(Event::new(EventKind::SyncFailed, json!({"error": "x"})))
+        .await
+        .expect("raised");
+    assert_eq!(n.deliver_due().await.expect("pass"), 1);
+    let d = &store.read_blocking(|c| db::deliveries(c, id)).expect("d")[0];
+    assert_eq!(d.status, "failed", "{d:?}");
+    assert_eq!(sink.messages().len(), 1);
 }

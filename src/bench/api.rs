@@ -65,7 +65,7 @@ pub fn run(opts: &Options) -> anyhow::Result<serde_json::Value> {
     let seed_s = seed_start.elapsed().as_secs_f64();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(opts.threads.max(1))
-        .max_blocking_threads(16)
+        .max_blocking_threads(8)
         .enable_all()
         .build()
         .context("starting the async runtime")?;

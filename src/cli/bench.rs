@@ -1,38 +1,68 @@
-//! `spm bench <name> [--json]`: run a benchmark and print its figures.
+//! `spm bench <name> [options] [--json]`: run a benchmark and print its figures as one JSON
+//! object. Each benchmark is a subcommand with its own options.
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::Outcome;
+use crate::bench;
 
 /// Arguments of `spm bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Benchmark name (`api`).
-    name: String,
-    /// Print one JSON object (the default output is the same JSON, pretty-printed).
-    #[arg(long)]
+    /// Which benchmark.
+    #[command(subcommand)]
+    which: Which,
+    /// Print one JSON object on one line (the default output is the same JSON, pretty).
+    #[arg(long, global = true)]
     json: bool,
-    /// Rows to seed (default: the benchmark's own, 10,000 for `api`).
-    #[arg(long)]
-    items: Option<usize>,
-    /// Concurrent clients (default 50 for `api`).
-    #[arg(long)]
-    clients: Option<usize>,
-    /// Total requests (default 20,000 for `api`).
-    #[arg(long)]
-    requests: Option<usize>,
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+enum Which {
+    /// HTTP API: `GET /api/v1/queue?limit=100` from concurrent clients.
+    Api {
+        /// Queue rows to seed.
+        #[arg(long, default_value_t = 10_000)]
+        items: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        /// Total requests.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+    },
+    /// Lua host: reload latency, primitive call cost, VM load time.
+    Host,
+    /// Notifications: raise and delivery throughput.
+    Notify,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))
 }
 
 /// Run `spm bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
-    let figures = crate::bench::run(
-        &args.name,
-        crate::bench::Sizes {
-            items: args.items,
-            clients: args.clients,
-            requests: args.requests,
-        },
-    )?;
+    let figures = match args.which {
+        Which::Api {
+            items,
+            clients,
+            requests,
+        } => {
+            let d = bench::api::Options::default();
+            bench::api::run(&bench::api::Options {
+                items,
+                clients: clients.max(1),
+                requests: requests.max(1),
+                ..d
+            })?
+        }
+        Which::Host => bench::host::run()?,
+        Which::Notify => {
+            runtime()?.block_on(bench::notify::run(bench::notify::BenchParams::default()))?
+        }
+    };
     if args.json {
         println!("{figures}");
     } else {

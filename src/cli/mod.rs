@@ -7,23 +7,25 @@
 //! `<module>::run(args, &cli.globals)`; it loads the configuration with
 //! [`Globals::load_config`] only if it needs it.
 
-pub mod ansible;
-pub mod bench;
-pub mod check;
 pub mod config;
 pub mod db;
 pub mod gen_config;
 pub mod notify;
 pub mod serve;
-pub mod spec;
 pub mod token;
-pub mod types;
 
 use std::path::PathBuf;
+pub mod bench;
+pub mod check;
+pub mod spec;
+pub mod types;
+
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+
+pub mod ansible;
 
 /// What a command reports when it did not fail: success, or a well-formed "no".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +141,6 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Manage API tokens.
     Token(token::TokenArgs),
-    /// Run a benchmark and print its figures.
     Bench(bench::BenchArgs),
     /// Notifications: test the channels, list and read.
     Notify(notify::NotifyArgs),
@@ -188,9 +189,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Ansible(args) => {
             ansible::run(args, crate::services::ansible::AnsibleConfig::default())
         }
+        Command::Notify(args) => notify::run(args, &cli.globals),
         Command::Serve(args) => serve::run(args, &cli.globals),
         Command::Token(args) => token::run(args, &cli.globals),
         Command::Bench(args) => bench::run(args),
-        Command::Notify(args) => notify::run(args, cli.globals.config.as_deref()),
     }
 }

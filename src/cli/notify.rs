@@ -1,11 +1,9 @@
 //! `spm notify`: test the channels, list and read notifications.
 
-use std::path::{Path, PathBuf};
-
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use super::Outcome;
+use super::{Globals, Outcome};
 use crate::engine::notify::{Notifier, NotifyConfig};
 use crate::store::Store;
 use crate::store::notifications::{self as db, ListFilter};
@@ -13,9 +11,7 @@ use crate::store::notifications::{self as db, ListFilter};
 /// `spm notify …`
 #[derive(Debug, Args)]
 pub struct NotifyArgs {
-    /// SQLite database.
-    #[arg(long, global = true, env = "SPM_DATABASE", default_value = "spm.db")]
-    pub database: PathBuf,
+    /// What to do.
     #[command(subcommand)]
     pub command: NotifyCommand,
 }
@@ -57,33 +53,18 @@ pub enum NotifyCommand {
     },
 }
 
-/// Load the `[notify]` table from the configuration file (defaults when no file is given).
-/// The one place to replace when the global configuration lands.
-pub fn load_config(path: Option<&Path>) -> anyhow::Result<NotifyConfig> {
-    let default = Path::new("spm.toml");
-    let path = match path {
-        Some(p) => p,
-        None if default.exists() => default,
-        None => return Ok(NotifyConfig::default()),
-    };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read configuration {}", path.display()))?;
-    NotifyConfig::from_toml_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
-
 /// Run `spm notify`.
-pub fn run(args: NotifyArgs, config: Option<&Path>) -> anyhow::Result<Outcome> {
-    let store = Store::open(&args.database)?;
+pub fn run(args: NotifyArgs, globals: &Globals) -> anyhow::Result<Outcome> {
+    let config = globals.load_config()?;
+    let store = Store::open(&config.database.path)?;
     match args.command {
         NotifyCommand::Test { json } => {
-            let cfg = load_config(config)?;
+            let cfg = NotifyConfig::from_global(&config).map_err(|e| anyhow::anyhow!(e))?;
             let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             let reports = rt.block_on(async {
-                let notifier = Notifier::new(store, cfg)?;
-                for e in notifier.templates().errors() {
-                    eprintln!("warning: template {e}");
-                }
-                notifier.send_test().await
+                // Template problems are logged by `Notifier::new`; the message then uses a
+                // fallback text, which is still a valid channel test.
+                Notifier::new(store, cfg)?.send_test().await
             })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);

@@ -50,9 +50,11 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
         prometheus_url: global.prometheus.url.clone(),
         ..ServerConfig::default()
     };
-    // SQLite has one writer and a small reader pool; more blocking threads only cost memory.
+    // SQLite has one writer and a reader pool of 8 connections; many more blocking threads
+    // only churn connections and grow malloc arenas (tokio's default is 512). Headroom is
+    // left for other blocking work (file watching, Lua compilation).
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads(32)
+        .max_blocking_threads(16)
         .enable_all()
         .build()
         .context("starting the async runtime")?;

@@ -27,7 +27,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -143,6 +143,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), reject_oversized))
         .layer(middleware::from_fn_with_state(state.clone(), count_responses))
         .layer(
             // Logs method, path and status only: no headers (Authorization) and no bodies.
@@ -163,6 +164,28 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this endpoint does not accept that method",
     )
+}
+
+/// Refuse a body whose declared length is over the limit before reading any of it.
+/// (Bodies without a length are cut off at the limit by [`DefaultBodyLimit`].)
+async fn reject_oversized(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.config.body_limit_bytes as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the request body is larger than the server accepts ({} bytes)",
+                state.config.body_limit_bytes
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn count_responses(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -52,9 +52,17 @@ impl Service {
         store: Store,
         config: ServerConfig,
         dev_insecure: bool,
-        mut probes: Probes,
+        probes: Probes,
     ) -> anyhow::Result<Service> {
-        check_admin_token(&store, dev_insecure)?;
+        Self::start_with_state(AppState::new(store, config, dev_insecure), probes).await
+    }
+
+    /// Like [`Service::start`] with a state built by the caller, so parts created before
+    /// the server (the UYUNI client, the Lua host) can share `state.metrics`.
+    pub async fn start_with_state(state: AppState, mut probes: Probes) -> anyhow::Result<Service> {
+        let store = state.store.clone();
+        check_admin_token(&store, state.dev_insecure)?;
+        let config = state.config.clone();
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -66,7 +74,6 @@ impl Service {
             probes.prometheus = Some(std::sync::Arc::new(probe));
         }
         let interval = Duration::from_secs(config.health_interval_secs.max(1));
-        let state = AppState::new(store.clone(), config, dev_insecure);
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         {

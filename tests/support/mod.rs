@@ -62,6 +62,8 @@ pub struct SinkOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// `user:password`: require AUTH.
     pub auth: Option<String>,
+    /// With `tls`: TLS from the first byte instead of STARTTLS.
+    pub implicit_tls: bool,
 }
 
 impl SmtpSink {
@@ -85,6 +87,9 @@ impl SmtpSink {
         }
         if let Some(auth) = &opts.auth {
             cmd.arg("--auth").arg(auth);
+        }
+        if opts.implicit_tls {
+            cmd.arg("--implicit-tls");
         }
         let mut child = cmd.spawn().expect("start smtp_sink.py");
         let stdin = child.stdin.take().expect("stdin");
@@ -149,6 +154,7 @@ pub struct Received {
     pub headers: axum::http::HeaderMap,
     pub body: bytes::Bytes,
     pub status: u16,
+    pub at: Instant,
 }
 
 /// An HTTP receiver that answers 500 to the first `fail_first` requests, then 200.
@@ -179,6 +185,7 @@ impl Receiver {
                         headers,
                         body,
                         status,
+                        at: Instant::now(),
                     });
                     (
                         axum::http::StatusCode::from_u16(status).expect("status"),

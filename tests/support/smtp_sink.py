@@ -4,7 +4,7 @@
 Listens on 127.0.0.1:PORT and writes every received message to OUTDIR as NNNN.eml (the raw
 message) plus NNNN.json (envelope: mail_from, rcpt_tos, authenticated login, whether the
 session used TLS). Files are written under a temporary name and renamed, so a reader never
-sees half a message. The JSON also holds the decoded From, To, Subject,
+sees half a message. --implicit-tls serves TLS from the first byte instead of STARTTLS. The JSON also holds the decoded From, To, Subject,
 Message-ID and the text/plain and text/html parts, parsed by Python's email package. Optional STARTTLS (--cert/--key) and AUTH (--auth user:password, only
 offered after STARTTLS). Prints "READY" when listening; exits when stdin closes.
 """
@@ -16,6 +16,7 @@ import json
 import os
 import ssl
 import sys
+import warnings
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
@@ -34,7 +35,7 @@ class Sink:
             "rcpt_tos": envelope.rcpt_tos,
             "authenticated": bool(session.authenticated),
             "login": getattr(session.auth_data, "login", b"").decode() or None,
-            "tls": session.ssl is not None,
+            "tls": session.ssl is not None or server.transport.get_extra_info("sslcontext") is not None,
         }
         # The message as a mail client sees it: decoded headers and text parts.
         raw = envelope.original_content or envelope.content
@@ -54,20 +55,26 @@ class Sink:
 
 
 def main():
+    # aiosmtpd itself sets the deprecated Session.login_data on success; keep stderr quiet.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--outdir", required=True)
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--auth", help="user:password")
+    p.add_argument("--implicit-tls", action="store_true", help="TLS from the first byte")
     a = p.parse_args()
 
     kwargs = {}
     if a.cert:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(a.cert, a.key)
-        kwargs["tls_context"] = ctx
-        kwargs["require_starttls"] = True
+        if a.implicit_tls:
+            kwargs["ssl_context"] = ctx
+        else:
+            kwargs["tls_context"] = ctx
+            kwargs["require_starttls"] = True
     if a.auth:
         user, password = a.auth.split(":", 1)
 

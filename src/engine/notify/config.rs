@@ -1,57 +1,26 @@
-//! `[notify]` configuration: channels, recipients, routing, digest and retries.
+//! The notification settings the engine runs with, resolved from the global `[notify]`
+//! configuration ([`crate::config::NotifyConfig`]) by [`NotifyConfig::from_global`]: secrets
+//! read from their files, durations as [`Duration`], routes parsed.
 //!
-//! ```toml
-//! [notify]
-//! templates_dir = "scripts/templates"
-//!
-//! [notify.smtp]
-//! host = "mail.example.com"
-//! security = "starttls"          # none | starttls | tls
-//! username = "spm"
-//! password_file = "/etc/spm/smtp-password"
-//! from = "spm <spm@example.com>"
-//!
-//! [notify.recipients]
-//! default = ["ops@example.com"]
-//! pending_approval = ["cab@example.com"]
-//!
-//! [[notify.webhooks]]
-//! name = "chatops"
-//! url = "https://hooks.example.com/spm"
-//! hmac_secret = "…"
-//! events = ["run_failed", "budget_tripped"]
-//!
-//! [notify.routes.test_failed]
-//! channels = ["email"]
-//! min_severity = "warning"
-//!
-//! [notify.digest]
-//! enabled = true
-//! time = "08:00"
-//! timezone = "Europe/Rome"
-//!
-//! [notify.retry]
-//! max_attempts = 8
-//! base_delay = "30s"
-//! ```
+//! Routing: for each channel, an event is delivered when its route is enabled, lists the
+//! channel, and the event's severity reaches the route's `min_severity`, or, when the route
+//! sets none, the channel's floor (`email_min_severity`, `webhook_min_severity`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::NaiveTime;
-use serde::Deserialize;
 
 use super::event::{EventKind, Severity};
-use crate::services::notify::duration::de_duration;
-use crate::services::notify::{SmtpConfig, WebhookConfig};
+use crate::config::{self as global, NotifySeverity};
+use crate::services::notify::{SmtpConfig, SmtpSecurity, WebhookConfig};
 
 /// The key in `recipients` and `routes` that applies to events without their own entry.
 pub const DEFAULT_KEY: &str = "default";
 
 /// A delivery channel (the dashboard always gets the database row).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Channel {
     /// E-mail through `[notify.smtp]`.
     Email,
@@ -67,18 +36,27 @@ impl Channel {
             Channel::Webhook => "webhook",
         }
     }
+
+    /// Parse a channel name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "email" => Some(Channel::Email),
+            "webhook" => Some(Channel::Webhook),
+            _ => None,
+        }
+    }
 }
 
 /// Routing for one event type (`[notify.routes.<event>]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone)]
 pub struct RouteConfig {
     /// Deliver this event at all (the database row is always written).
     pub enabled: bool,
     /// Channels to deliver to.
     pub channels: Vec<Channel>,
-    /// Events below this severity are recorded but not delivered.
-    pub min_severity: Severity,
+    /// Events below this severity are recorded but not delivered; `None`: the channel's
+    /// floor applies.
+    pub min_severity: Option<Severity>,
 }
 
 impl Default for RouteConfig {
@@ -86,14 +64,13 @@ impl Default for RouteConfig {
         Self {
             enabled: true,
             channels: vec![Channel::Email, Channel::Webhook],
-            min_severity: Severity::Info,
+            min_severity: None,
         }
     }
 }
 
-/// The daily digest (`[notify.digest]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// The daily digest.
+#[derive(Debug, Clone)]
 pub struct DigestConfig {
     /// Send the digest.
     pub enabled: bool,
@@ -124,7 +101,7 @@ impl DigestConfig {
         })?;
         let tz: chrono_tz::Tz = self.timezone.parse().map_err(|_| {
             format!(
-                "notify.digest.timezone {:?} is not an IANA time zone (e.g. \"Europe/Rome\")",
+                "notify.digest_timezone {:?} is not an IANA time zone (e.g. \"Europe/Rome\")",
                 self.timezone
             )
         })?;
@@ -132,17 +109,14 @@ impl DigestConfig {
     }
 }
 
-/// Retries of failed deliveries (`[notify.retry]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// Retries of failed deliveries.
+#[derive(Debug, Clone)]
 pub struct RetryConfig {
     /// Attempts before a delivery is given up (at least 1).
     pub max_attempts: u32,
     /// Delay after the first failure; doubled after each further failure.
-    #[serde(deserialize_with = "de_duration")]
     pub base_delay: Duration,
     /// Upper bound of the delay.
-    #[serde(deserialize_with = "de_duration")]
     pub max_delay: Duration,
 }
 
@@ -166,9 +140,8 @@ impl RetryConfig {
     }
 }
 
-/// Everything under `[notify]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// Everything the notifier needs.
+#[derive(Debug, Clone)]
 pub struct NotifyConfig {
     /// Directory of the minijinja templates.
     pub templates_dir: PathBuf,
@@ -180,12 +153,15 @@ pub struct NotifyConfig {
     pub webhooks: Vec<WebhookConfig>,
     /// Routing per event type; `default` applies to the others.
     pub routes: BTreeMap<String, RouteConfig>,
+    /// Lowest severity e-mailed when the route sets none.
+    pub email_min_severity: Severity,
+    /// Lowest severity sent to webhooks when the route sets none.
+    pub webhook_min_severity: Severity,
     /// Daily digest.
     pub digest: DigestConfig,
     /// Retries.
     pub retry: RetryConfig,
     /// How long the delivery worker sleeps when nothing is due.
-    #[serde(deserialize_with = "de_duration")]
     pub poll_interval: Duration,
 }
 
@@ -197,6 +173,8 @@ impl Default for NotifyConfig {
             recipients: BTreeMap::new(),
             webhooks: Vec::new(),
             routes: BTreeMap::new(),
+            email_min_severity: Severity::Info,
+            webhook_min_severity: Severity::Info,
             digest: DigestConfig::default(),
             retry: RetryConfig::default(),
             poll_interval: Duration::from_secs(5),
@@ -219,8 +197,18 @@ impl NotifyConfig {
     /// Check what serde cannot: event names, digest time and zone, unique webhook names,
     /// retry bounds. The message names the offending key.
     pub fn validate(&self) -> Result<(), String> {
-        for key in self.recipients.keys() {
+        for (key, list) in &self.recipients {
             check_event_key("recipients", key)?;
+            for addr in list {
+                addr.parse::<lettre::message::Mailbox>().map_err(|e| {
+                    format!("notify.recipients.{key}: invalid address {addr:?}: {e}")
+                })?;
+            }
+        }
+        if let Some(smtp) = &self.smtp {
+            smtp.from
+                .parse::<lettre::message::Mailbox>()
+                .map_err(|e| format!("notify.smtp.from: invalid address {:?}: {e}", smtp.from))?;
         }
         for key in self.routes.keys() {
             check_event_key("routes", key)?;
@@ -273,23 +261,96 @@ impl NotifyConfig {
             .unwrap_or(&[])
     }
 
-    /// Parse the `[notify]` table of a TOML configuration file's text (absent table →
-    /// defaults). The lead replaces this when the global configuration lands.
-    pub fn from_toml_str(text: &str) -> Result<Self, String> {
-        #[derive(Deserialize)]
-        struct File {
-            #[serde(default)]
-            notify: Option<toml::Value>,
-        }
-        let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
-        let cfg: NotifyConfig = match file.notify {
-            Some(v) => v
-                .try_into()
-                .map_err(|e: toml::de::Error| format!("[notify]: {e}"))?,
-            None => NotifyConfig::default(),
+    /// The lowest severity delivered to `channel` under `route`.
+    pub fn floor(&self, route: &RouteConfig, channel: Channel) -> Severity {
+        route.min_severity.unwrap_or(match channel {
+            Channel::Email => self.email_min_severity,
+            Channel::Webhook => self.webhook_min_severity,
+        })
+    }
+
+    /// Resolve the global configuration (already loaded, secrets read from their files).
+    /// The message of an error names the offending key.
+    pub fn from_global(cfg: &global::Config) -> Result<Self, String> {
+        let n = &cfg.notify;
+        let sev = |s: NotifySeverity| match s {
+            NotifySeverity::Info => Severity::Info,
+            NotifySeverity::Warning => Severity::Warning,
+            NotifySeverity::Critical => Severity::Critical,
         };
-        cfg.validate()?;
-        Ok(cfg)
+        let smtp = n.smtp.host.as_ref().map(|host| SmtpConfig {
+            host: host.clone(),
+            port: Some(n.smtp.port),
+            security: match n.smtp.security {
+                global::SmtpSecurity::None => SmtpSecurity::None,
+                global::SmtpSecurity::Starttls => SmtpSecurity::Starttls,
+                global::SmtpSecurity::Tls => SmtpSecurity::Tls,
+            },
+            username: n.smtp.username.clone(),
+            password: n.smtp.password.clone(),
+            password_file: if n.smtp.password.is_some() {
+                None
+            } else {
+                n.smtp.password_file.clone()
+            },
+            from: n.smtp.from.clone(),
+            ca_file: n.smtp.ca_file.clone(),
+            timeout: Duration::from_secs(n.smtp.timeout_secs.max(1)),
+        });
+        let webhooks = n
+            .webhooks
+            .iter()
+            .map(|w| WebhookConfig {
+                name: w.name.clone(),
+                url: w.url.clone(),
+                auth_header: w.auth_header.clone(),
+                hmac_secret: w.hmac_secret.clone(),
+                events: w.events.clone(),
+                timeout: Duration::from_secs(w.timeout_secs.max(1)),
+                ca_file: None,
+            })
+            .collect();
+        let mut routes = BTreeMap::new();
+        for (event, r) in &n.routes {
+            let mut channels = Vec::new();
+            for c in &r.channels {
+                channels.push(Channel::parse(c).ok_or_else(|| {
+                    format!(
+                        "notify.routes.{event}.channels: unknown channel {c:?} (email, webhook)"
+                    )
+                })?);
+            }
+            routes.insert(
+                event.clone(),
+                RouteConfig {
+                    enabled: r.enabled,
+                    channels,
+                    min_severity: r.min_severity.map(sev),
+                },
+            );
+        }
+        let out = Self {
+            templates_dir: cfg.scripts.scripts_dir.join("templates"),
+            smtp,
+            recipients: n.recipients.clone(),
+            webhooks,
+            routes,
+            email_min_severity: sev(n.email_min_severity),
+            webhook_min_severity: sev(n.webhook_min_severity),
+            digest: DigestConfig {
+                enabled: n.digest_enabled,
+                time: n.digest_time.clone(),
+                timezone: n.digest_timezone.clone(),
+            },
+            retry: RetryConfig {
+                max_attempts: n.retry.max_attempts,
+                base_delay: Duration::from_secs(n.retry.base_delay_secs.max(1)),
+                ..RetryConfig::default()
+            },
+            ..Self::default()
+        };
+        out.validate()?;
+        Ok(out)
     }
 }
 
@@ -311,10 +372,25 @@ mod tests {
         assert_eq!(r.delay_after(100), Duration::from_secs(60));
     }
 
+    fn global(text: &str) -> Result<NotifyConfig, String> {
+        let cfg: global::Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        NotifyConfig::from_global(&cfg)
+    }
+
     #[test]
-    fn parses_and_routes() {
-        let cfg = NotifyConfig::from_toml_str(
+    fn resolves_global_config_and_routes() {
+        let cfg = global(
             r#"
+            [scripts]
+            scripts_dir = "/srv/spm/scripts"
+            [notify]
+            email_min_severity = "warning"
+            [notify.smtp]
+            host = "relay.example"
+            security = "tls"
+            port = 465
+            password = "pw"
+            username = "u"
             [notify.recipients]
             default = ["ops@example.com"]
             pending_approval = ["cab@example.com"]
@@ -322,10 +398,17 @@ mod tests {
             channels = ["webhook"]
             min_severity = "critical"
             [notify.retry]
-            base_delay = "250ms"
+            base_delay_secs = 5
             "#,
         )
         .expect("valid");
+        assert_eq!(
+            cfg.templates_dir,
+            std::path::Path::new("/srv/spm/scripts/templates")
+        );
+        let smtp = cfg.smtp.as_ref().expect("smtp");
+        assert_eq!((smtp.security, smtp.port), (SmtpSecurity::Tls, Some(465)));
+        assert_eq!(smtp.password.as_ref().map(|p| p.expose()), Some("pw"));
         assert_eq!(
             cfg.recipients_for(EventKind::PendingApproval),
             ["cab@example.com"]
@@ -334,26 +417,25 @@ mod tests {
             cfg.recipients_for(EventKind::RunFailed),
             ["ops@example.com"]
         );
-        assert_eq!(
-            cfg.route(EventKind::TestFailed).channels,
-            [Channel::Webhook]
-        );
-        assert_eq!(cfg.route(EventKind::RunFailed).channels.len(), 2);
-        assert_eq!(cfg.retry.base_delay, Duration::from_millis(250));
+        let tf = cfg.route(EventKind::TestFailed);
+        assert_eq!(tf.channels, [Channel::Webhook]);
+        assert_eq!(cfg.floor(&tf, Channel::Webhook), Severity::Critical);
+        let rf = cfg.route(EventKind::RunFailed);
+        assert_eq!(cfg.floor(&rf, Channel::Email), Severity::Warning);
+        assert_eq!(cfg.floor(&rf, Channel::Webhook), Severity::Info);
+        assert_eq!(cfg.retry.base_delay, Duration::from_secs(5));
+        assert!(cfg.digest.enabled);
     }
 
     #[test]
     fn rejects_bad_input_with_the_key() {
-        let e = NotifyConfig::from_toml_str("[notify.routes.tset_failed]\n").unwrap_err();
+        let e = global("[notify.routes.tset_failed]\n").unwrap_err();
         assert!(e.contains("tset_failed"), "{e}");
-        let e = NotifyConfig::from_toml_str("[notify.digest]\ntime = \"8am\"\n").unwrap_err();
-        assert!(e.contains("digest.time"), "{e}");
-        let e = NotifyConfig::from_toml_str("[notify]\nbogus = 1\n").unwrap_err();
-        assert!(e.contains("bogus"), "{e}");
-        let e = NotifyConfig::from_toml_str(
-            "[[notify.webhooks]]\nname=\"a\"\nurl=\"http://x\"\n[[notify.webhooks]]\nname=\"a\"\nurl=\"http://y\"\n",
-        )
-        .unwrap_err();
-        assert!(e.contains("duplicate"), "{e}");
+        let e = global("[notify.routes.test_failed]\nchannels = [\"sms\"]\n").unwrap_err();
+        assert!(e.contains("notify.routes.test_failed.channels"), "{e}");
+        let e = global("[notify.recipients]\ndefault = [\"not an address\"]\n").unwrap_err();
+        assert!(e.contains("notify.recipients.default"), "{e}");
+        let e = global("[notify]\ndigest_timezone = \"Mars/Olympus\"\n").unwrap_err();
+        assert!(e.contains("digest_timezone"), "{e}");
     }
 }

@@ -162,6 +162,19 @@ impl Event {
         }
     }
 
+    /// A free-form message, as `spm.notify.send{subject=…, body=…, severity=…}` sends it.
+    /// Refuses an empty subject.
+    pub fn custom(subject: &str, body: &str, severity: Severity) -> Result<Self, String> {
+        if subject.trim().is_empty() {
+            return Err("notify.send: subject is empty".into());
+        }
+        Ok(Self::new(
+            EventKind::Custom,
+            serde_json::json!({"subject": subject, "body": body}),
+        )
+        .severity(severity))
+    }
+
     /// Set the severity.
     pub fn severity(mut self, s: Severity) -> Self {
         self.severity = Some(s);

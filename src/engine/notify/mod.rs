@@ -8,11 +8,13 @@
 //! - [`Notifier::run`] is the delivery worker. Deliveries are claimed with a lease, so rows
 //!   left pending by a crash or restart are picked up again when the worker starts.
 //! - [`Notifier::send_test`] sends a test message to every configured channel at once.
+//! - [`script`]: `spm.notify.send{…}` for Lua scripts.
 
 pub mod config;
 pub mod digest;
 pub mod event;
 pub mod notifier;
+pub mod script;
 pub mod templates;
 
 pub use config::{Channel, DigestConfig, NotifyConfig, RetryConfig, RouteConfig};

@@ -244,10 +244,11 @@ impl Notifier {
         let cfg = &self.inner.config;
         let route = cfg.route(kind);
         let mut out = Vec::new();
-        if !route.enabled || severity < route.min_severity {
+        if !route.enabled {
             return out;
         }
-        if route.channels.contains(&Channel::Email) && self.inner.mailer.is_some() {
+        let wants = |c: Channel| route.channels.contains(&c) && severity >= cfg.floor(&route, c);
+        if wants(Channel::Email) && self.inner.mailer.is_some() {
             let to = cfg.recipients_for(kind);
             if !to.is_empty() {
                 out.push(NewDelivery {
@@ -256,7 +257,7 @@ impl Notifier {
                 });
             }
         }
-        if route.channels.contains(&Channel::Webhook) {
+        if wants(Channel::Webhook) {
             for w in &cfg.webhooks {
                 if w.events.is_empty() || w.events.iter().any(|e| e == kind.as_str()) {
                     out.push(NewDelivery {
@@ -286,9 +287,23 @@ impl Notifier {
     }
 
     async fn record(&self, event: &Event) -> Result<i64, NotifyError> {
+        let deliveries = self.route(event.kind, event.effective_severity());
+        self.record_with(event, deliveries).await
+    }
+
+    /// Whether e-mail is configured.
+    pub fn has_mailer(&self) -> bool {
+        self.inner.mailer.is_some()
+    }
+
+    /// Render and record `event` with the given deliveries (already routed).
+    pub(super) async fn record_with(
+        &self,
+        event: &Event,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<i64, NotifyError> {
         let severity = event.effective_severity();
         let row = self.new_row(event, severity);
-        let deliveries = self.route(event.kind, severity);
         let (id, _) = self
             .inner
             .store
@@ -300,8 +315,12 @@ impl Notifier {
     }
 
     /// Send a test message to every configured channel now (once, no retries) and report
-    /// per channel. The message is recorded like any other notification.
+    /// per channel. The message is recorded like any other notification; with no channel
+    /// configured nothing is sent or recorded and the report is empty.
     pub async fn send_test(&self) -> Result<Vec<ChannelReport>, NotifyError> {
+        if self.inner.mailer.is_none() && self.inner.webhooks.is_empty() {
+            return Ok(Vec::new());
+        }
         self.reload_templates().await;
         let event = Event::new(
             EventKind::Test,

@@ -3,19 +3,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::Secret;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use serde::Deserialize;
-
-use super::Secret;
-use super::duration::de_duration;
 
 /// How the SMTP connection is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SmtpSecurity {
     /// Plain text (loopback relays only).
     None,
@@ -26,9 +22,8 @@ pub enum SmtpSecurity {
     Tls,
 }
 
-/// SMTP settings (`[notify.smtp]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// SMTP settings.
+#[derive(Debug, Clone)]
 pub struct SmtpConfig {
     /// Relay host name (also the name checked in its certificate).
     pub host: String,
@@ -47,7 +42,6 @@ pub struct SmtpConfig {
     /// PEM file with the CA(s) of a private relay; when set, only these roots are trusted.
     pub ca_file: Option<PathBuf>,
     /// Bound on one whole send: connect, TLS, authentication and transfer.
-    #[serde(deserialize_with = "de_duration")]
     pub timeout: Duration,
 }
 

@@ -7,7 +7,7 @@
 //! - `X-Spm-Timestamp: <unix seconds>` of this attempt (the payload repeats it, so it is
 //!   covered by the signature);
 //! - `Idempotency-Key: <key>`: the same for every retry of one delivery;
-//! - the optional auth header (`"Header-Name: value"`, a secret).
+//! - the optional `Authorization` header (a secret).
 //!
 //! Redirects are not followed (they would carry the auth header elsewhere); any status
 //! other than 2xx is a failure.
@@ -16,12 +16,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use serde::Deserialize;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use sha2::Sha256;
 
 use super::Secret;
-use super::duration::de_duration;
 
 /// Header with the HMAC signature.
 pub const SIGNATURE_HEADER: &str = "X-Spm-Signature";
@@ -30,33 +28,41 @@ pub const TIMESTAMP_HEADER: &str = "X-Spm-Timestamp";
 /// Header with the delivery's idempotency key.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
-/// One webhook (`[[notify.webhooks]]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One webhook. `Debug` shows only the URL's scheme and host: chat services put their
+/// secret in the path.
+#[derive(Clone)]
 pub struct WebhookConfig {
     /// Name used in delivery rows and reports (never the URL's secrets).
     pub name: String,
     /// Endpoint URL (https recommended).
     pub url: String,
-    /// Optional header sent with every request, `"Header-Name: value"`.
-    #[serde(default)]
+    /// Optional value of the `Authorization` header, e.g. `"Bearer …"`.
     pub auth_header: Option<Secret>,
     /// Optional key for the `X-Spm-Signature` HMAC.
-    #[serde(default)]
     pub hmac_secret: Option<Secret>,
     /// Event types this webhook receives; empty means all routed to webhooks.
-    #[serde(default)]
     pub events: Vec<String>,
     /// Request timeout.
-    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
     pub timeout: Duration,
     /// PEM file with extra CA roots for a private endpoint.
-    #[serde(default)]
     pub ca_file: Option<PathBuf>,
 }
 
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = reqwest::Url::parse(&self.url)
+            .map(|u| redact_url(&u))
+            .unwrap_or_else(|_| "[invalid url]".into());
+        f.debug_struct("WebhookConfig")
+            .field("name", &self.name)
+            .field("url", &url)
+            .field("auth_header", &self.auth_header)
+            .field("hmac_secret", &self.hmac_secret)
+            .field("events", &self.events)
+            .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 /// Errors from the webhook channel.
@@ -96,7 +102,7 @@ pub struct WebhookClient {
     name: String,
     url: reqwest::Url,
     client: reqwest::Client,
-    auth: Option<(HeaderName, HeaderValue)>,
+    auth: Option<HeaderValue>,
     hmac_secret: Option<Secret>,
 }
 
@@ -105,20 +111,21 @@ impl std::fmt::Debug for WebhookClient {
         f.debug_struct("WebhookClient")
             .field("name", &self.name)
             .field("url", &redact_url(&self.url))
-            .field("auth", &self.auth.as_ref().map(|(n, _)| n.as_str()))
+            .field("auth", &self.auth.is_some())
             .field("signed", &self.hmac_secret.is_some())
             .finish()
     }
 }
 
-/// The URL without credentials or query (which may hold tokens), for logs.
+/// The URL reduced to scheme, host and port, for logs: credentials, path and query may
+/// all hold tokens.
 pub fn redact_url(url: &reqwest::Url) -> String {
     format!(
-        "{}://{}{}",
+        "{}://{}{}/…",
         url.scheme(),
         url.host_str().unwrap_or(""),
         url.port().map(|p| format!(":{p}")).unwrap_or_default()
-    ) + url.path()
+    )
 }
 
 /// `sha256=<hex>` HMAC-SHA256 of `body` under `key`.
@@ -147,15 +154,10 @@ impl WebhookClient {
         let auth = match &cfg.auth_header {
             None => None,
             Some(secret) => {
-                let (name, value) = secret.expose().split_once(':').ok_or_else(|| {
-                    err("auth_header must look like \"Header-Name: value\"".into())
-                })?;
-                let name = HeaderName::from_bytes(name.trim().as_bytes())
-                    .map_err(|_| err("auth_header has an invalid header name".into()))?;
-                let mut value = HeaderValue::from_str(value.trim())
-                    .map_err(|_| err("auth_header has an invalid header value".into()))?;
+                let mut value = HeaderValue::from_str(secret.expose().trim())
+                    .map_err(|_| err("auth_header is not a valid header value".into()))?;
                 value.set_sensitive(true);
-                Some((name, value))
+                Some(value)
             }
         };
         let mut builder = reqwest::Client::builder()
@@ -208,8 +210,8 @@ impl WebhookClient {
                 headers.insert(SIGNATURE_HEADER, v);
             }
         }
-        if let Some((n, v)) = &self.auth {
-            headers.insert(n.clone(), v.clone());
+        if let Some(v) = &self.auth {
+            headers.insert(AUTHORIZATION, v.clone());
         }
         let resp = self
             .client
@@ -246,7 +248,7 @@ mod tests {
             auth_header: auth.map(Secret::new),
             hmac_secret: Some(Secret::new("k")),
             events: vec![],
-            timeout: default_timeout(),
+            timeout: Duration::from_secs(10),
             ca_file: None,
         }
     }
@@ -262,11 +264,16 @@ mod tests {
 
     #[test]
     fn auth_header_is_validated_and_redacted() {
-        assert!(WebhookClient::new(&cfg(Some("no colon here"))).is_err());
-        let c = WebhookClient::new(&cfg(Some("Authorization: Bearer tok123"))).expect("valid");
+        assert!(WebhookClient::new(&cfg(Some("bad\nvalue"))).is_err());
+        let c = WebhookClient::new(&cfg(Some("Bearer tok123"))).expect("valid");
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("tok123"), "{dbg}");
         assert!(!dbg.contains("pw@"), "{dbg}");
         assert!(!dbg.contains("token=abc"), "{dbg}");
+        let dbg = format!("{:?}", cfg(Some("Bearer tok123")));
+        assert!(
+            !dbg.contains("tok123") && !dbg.contains("/x") && !dbg.contains("pw@"),
+            "{dbg}"
+        );
     }
 }
