@@ -605,7 +605,13 @@ mod tests {
         assert_eq!(n["metrics"][0]["pw"], 100.0);
         assert_eq!(n["metrics"][0]["bw"], 67.0);
         assert_eq!(n["metrics"][0]["delta_pct"], 50.0);
-        assert_eq!(n["services"][1]["ok"], false);
+        let cron = n["services"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == "cron"))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(cron["ok"], false, "a failed service is not ok");
+        assert_eq!(cron["status"], "failed");
         assert_eq!(n["other"]["extra"], 1);
         assert_eq!(normalize_evidence(&json!("x"))["other"], "x");
     }
