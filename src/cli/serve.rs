@@ -48,6 +48,10 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
             .context("server.body_limit_bytes is too large")?,
         metrics_public: args.metrics_public,
         prometheus_url: global.prometheus.url.clone(),
+        dashboard: crate::server::dashboard::DashboardConfig {
+            four_eyes: global.approvals.four_eyes,
+            ..Default::default()
+        },
         ..ServerConfig::default()
     };
     // SQLite has one writer and a reader pool of 8 connections; many more blocking threads
