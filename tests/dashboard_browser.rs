@@ -348,6 +348,14 @@ async fn sign_in_browse_every_page_and_approve_with_the_keyboard() {
             .await;
         assert_eq!(injected, json!(0), "{path}: injected markup in the DOM");
         d.screenshot(&shots, shot).await;
+        // Nothing pushes the page wider than the window (no sideways scrolling).
+        let widths = d
+            .js("return [document.documentElement.clientWidth, document.documentElement.scrollWidth];")
+            .await;
+        assert!(
+            widths[1].as_i64() <= widths[0].as_i64(),
+            "{path}: page wider than the window {widths}"
+        );
     }
 
     // The live run page polls its progress: change the run in the database and watch the
