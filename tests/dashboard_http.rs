@@ -528,6 +528,10 @@ async fn every_page_renders_escaped_with_a_strict_csp() {
     // Overview facts.
     let (_, overview) = b.get("/ui/").await;
     assert!(overview.contains("3 unread notifications"));
+    assert!(
+        overview.contains("database"),
+        "component health from the probe loop"
+    );
     assert!(overview.contains("Script reload failed"));
     assert!(
         overview.contains("phases&#x2f;patch.lua"),

@@ -113,6 +113,14 @@ pub async fn start(mut config: ServerConfig) -> Server {
         .expect("bind loopback");
     let base = format!("http://{}", listener.local_addr().expect("local addr"));
     let shutdown = CancellationToken::new();
+    // The real health probe loop (database only: UYUNI and Prometheus not configured).
+    tokio::spawn(spm::server::health::probe_loop(
+        state.health.clone(),
+        store.clone(),
+        spm::server::health::Probes::default(),
+        std::time::Duration::from_secs(15),
+        shutdown.clone(),
+    ));
     let task = tokio::spawn(spm::server::serve(listener, state, shutdown.clone()));
     Server {
         dir,

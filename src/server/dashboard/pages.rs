@@ -83,6 +83,7 @@ pub async fn overview(State(state): State<AppState>, signed: Signed) -> PageResu
         "pct": if total > 0 { (ok as f64 * 1000.0 / total as f64).round() / 10.0 } else { 0.0 },
     });
     ctx["scripts"] = script_status(&state);
+    ctx["health"] = serde_json::to_value(&*state.health.get()).unwrap_or(Value::Null);
     ctx["queue_total"] = json!(
         ctx["queue_counts"]
             .as_array()
