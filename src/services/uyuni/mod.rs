@@ -1,1 +1,3 @@
 //! UYUNI XML-RPC: codec, client and typed calls.
+
+pub mod xmlrpc;
