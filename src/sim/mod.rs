@@ -4,3 +4,9 @@
 pub mod evr;
 pub mod model;
 pub mod shell;
+pub mod actions;
+pub mod clock;
+pub mod fleet;
+pub mod handlers;
+pub mod metrics;
+pub mod world;
