@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod sim;
+
 /// What a command reports when it did not fail: success, or a well-formed "no".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -40,7 +42,10 @@ pub enum LogFormat {
 
 /// Every subcommand.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Serve a simulated UYUNI (XML-RPC, metrics) on loopback.
+    Sim(sim::SimArgs),
+}
 
 /// Parse the command line, run the command, and map the result to an exit code.
 pub fn main() -> ExitCode {
@@ -69,5 +74,7 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    match cli.command {}
+    match cli.command {
+        Command::Sim(args) => sim::run(args),
+    }
 }

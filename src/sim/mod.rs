@@ -10,3 +10,7 @@ pub mod fleet;
 pub mod handlers;
 pub mod metrics;
 pub mod world;
+pub mod faults;
+pub mod server;
+
+pub use server::{FleetSource, SimHandle, SimOptions, SimServer};
