@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod sim;
 
 /// What a command reports when it did not fail: success, or a well-formed "no".
@@ -45,6 +46,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve a simulated UYUNI (XML-RPC, metrics) on loopback.
     Sim(sim::SimArgs),
+    /// Run a named benchmark and print one JSON object.
+    Bench(bench::BenchArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -76,5 +79,6 @@ fn init_tracing(format: LogFormat) {
 fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Sim(args) => sim::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
