@@ -14,3 +14,6 @@ pub mod faults;
 pub mod server;
 
 pub use server::{FleetSource, SimHandle, SimOptions, SimServer};
+
+#[cfg(test)]
+mod tests;
