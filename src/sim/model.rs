@@ -512,14 +512,29 @@ impl System {
     }
 
     /// Like [`System::recompute_relevance`], sharing work across systems via `cache`.
-    pub fn recompute_relevance_cached(&mut self, catalog: &Catalog, mut cache: Option<&mut RelevanceCache>) {
+    pub fn recompute_relevance_cached(
+        &mut self,
+        catalog: &Catalog,
+        mut cache: Option<&mut RelevanceCache>,
+    ) {
         let mut out = Vec::new();
         let kind = self.os.kind();
         for p in self.installed.values() {
-            catalog.errata_fixing(&self.channels, &p.name, &p.evr, kind, &mut out, cache.as_deref_mut());
+            catalog.errata_fixing(
+                &self.channels,
+                &p.name,
+                &p.evr,
+                kind,
+                &mut out,
+                cache.as_deref_mut(),
+            );
         }
         if catalog.has_retracted {
-            out.retain(|id| catalog.erratum(*id).is_some_and(|e| e.status != "retracted"));
+            out.retain(|id| {
+                catalog
+                    .erratum(*id)
+                    .is_some_and(|e| e.status != "retracted")
+            });
         }
         // A bitmap orders and dedups in linear time (errata ids are dense from 1).
         let mut bits = vec![0u64; catalog.errata.len() / 64 + 1];
@@ -546,7 +561,10 @@ impl System {
 
     /// Whether a reboot-required marker exists (`/var/run/reboot-required`, needs-restarting).
     pub fn reboot_required(&self) -> bool {
-        self.reboot_needed || self.newest_kernel().is_some_and(|k| k != self.running_kernel)
+        self.reboot_needed
+            || self
+                .newest_kernel()
+                .is_some_and(|k| k != self.running_kernel)
     }
 }
 
