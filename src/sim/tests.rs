@@ -491,3 +491,111 @@ fn script_action_records_result() {
             .starts_with("Failed to execute script. [jid=")
     );
 }
+
+#[test]
+fn bad_fleet_files_name_the_item() {
+    let bad: super::fleet::FleetFile =
+        toml::from_str("[[systems]]\nname = \"x\"\nos = \"solaris\"\n").unwrap();
+    let err = super::fleet::from_file(&bad, Timings::instant(), "a", "b", t0()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid fleet: systems[0] (x): unknown os \"solaris\" (expected ubuntu-24.04, debian-12 or rhel-9)"
+    );
+    let bad: super::fleet::FleetFile = toml::from_str(
+        "[[errata]]\nadvisory = \"A-1\"\nos = \"rhel\"\ntype = \"security\"\npackages = [\"openssl=1.0\"]\n",
+    )
+    .unwrap();
+    let err = super::fleet::from_file(&bad, Timings::instant(), "a", "b", t0()).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid fleet: errata[0] (A-1): package openssl: invalid version"),
+        "{err}"
+    );
+    assert!(
+        toml::from_str::<super::fleet::FleetFile>("[[systems]]\nnmae = \"x\"\n").is_err(),
+        "unknown keys are refused"
+    );
+}
+
+#[test]
+fn fixture_fleet_loads() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fleet-small.toml");
+    let file = super::fleet::FleetFile::load(&path).unwrap();
+    let w = super::fleet::from_file(&file, Timings::instant(), "a", "b", t0()).unwrap();
+    assert_eq!(w.systems.len(), 4);
+    assert!(
+        w.catalog
+            .erratum_named("USN-7003-1")
+            .unwrap()
+            .behaviour
+            .fail
+    );
+}
+
+#[test]
+fn generator_is_deterministic() {
+    let p = super::fleet::GenParams {
+        systems: 30,
+        errata: 300,
+        extra_packages: 5,
+        seed: 9,
+    };
+    let a = super::fleet::generate(p, Timings::instant(), "a", "b", t0());
+    let b = super::fleet::generate(p, Timings::instant(), "a", "b", t0());
+    let names = |w: &World| {
+        w.catalog
+            .errata
+            .iter()
+            .map(|e| e.advisory.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&a), names(&b));
+    let rel = |w: &World| {
+        w.systems
+            .values()
+            .map(|s| s.relevant.len())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rel(&a), rel(&b));
+    assert_eq!(a.systems.len(), 36, "2 test systems per OS on top");
+    assert!(
+        a.catalog
+            .errata
+            .iter()
+            .any(|e| e.advisory.starts_with("RHSA-"))
+    );
+    assert!(
+        a.catalog
+            .errata
+            .iter()
+            .any(|e| e.advisory.starts_with("DSA-"))
+    );
+    assert!(
+        a.catalog
+            .errata
+            .iter()
+            .any(|e| e.advisory.starts_with("USN-"))
+    );
+    // Relevance per system equals a brute-force scan over all errata packages.
+    for s in a.systems.values() {
+        let brute: std::collections::BTreeSet<u32> = a
+            .catalog
+            .errata
+            .iter()
+            .filter(|e| {
+                e.packages
+                    .iter()
+                    .filter_map(|p| a.catalog.package(*p))
+                    .any(|p| {
+                        s.channels.contains(&p.channel)
+                            && s.installed
+                                .get(&p.name)
+                                .is_some_and(|i| p.evr.cmp_with(&i.evr, s.os.kind()).is_gt())
+                    })
+            })
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(s.relevant, brute, "system {}", s.name);
+    }
+}
