@@ -3,6 +3,7 @@
 pub mod api;
 pub mod host;
 pub mod notify;
+pub mod uyuni;
 
 /// Resident memory of this process from `/proc/self/status`: (VmRSS, VmHWM) in MiB.
 pub fn rss_mb() -> (Option<f64>, Option<f64>) {

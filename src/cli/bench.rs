@@ -36,6 +36,12 @@ enum Which {
     Host,
     /// Notifications: raise and delivery throughput.
     Notify,
+    /// UYUNI client against the simulator: calls/s and overhead over the latency floor.
+    Uyuni {
+        /// Fewer iterations, for a quick look.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -61,6 +67,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         Which::Host => bench::host::run()?,
         Which::Notify => {
             runtime()?.block_on(bench::notify::run(bench::notify::BenchParams::default()))?
+        }
+        Which::Uyuni { quick } => {
+            let mut p = bench::uyuni::BenchParams::default();
+            if quick {
+                p.calls_fast = 500;
+                p.rounds_slow = 10;
+            }
+            runtime()?.block_on(bench::uyuni::run(p))?
         }
     };
     if args.json {

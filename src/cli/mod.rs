@@ -7,25 +7,23 @@
 //! `<module>::run(args, &cli.globals)`; it loads the configuration with
 //! [`Globals::load_config`] only if it needs it.
 
+pub mod ansible;
+pub mod bench;
+pub mod check;
 pub mod config;
 pub mod db;
 pub mod gen_config;
 pub mod notify;
 pub mod serve;
-pub mod token;
-
-use std::path::PathBuf;
-pub mod bench;
-pub mod check;
+pub mod sim;
 pub mod spec;
+pub mod token;
 pub mod types;
-
-use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-
-pub mod ansible;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// What a command reports when it did not fail: success, or a well-formed "no".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,9 +139,12 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Manage API tokens.
     Token(token::TokenArgs),
+    /// Run a named benchmark and print one JSON object.
     Bench(bench::BenchArgs),
     /// Notifications: test the channels, list and read.
     Notify(notify::NotifyArgs),
+    /// Serve a simulated UYUNI (XML-RPC, metrics) on loopback.
+    Sim(sim::SimArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -192,6 +193,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Notify(args) => notify::run(args, &cli.globals),
         Command::Serve(args) => serve::run(args, &cli.globals),
         Command::Token(args) => token::run(args, &cli.globals),
+        Command::Sim(args) => sim::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }
