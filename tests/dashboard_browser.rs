@@ -79,6 +79,7 @@ impl Driver {
         let profile = tempfile::tempdir().expect("profile dir");
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
+            "goog:loggingPrefs": { "browser": "ALL" },
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": [
@@ -126,6 +127,19 @@ impl Driver {
         let v: Value = resp.json().await.expect("WebDriver JSON");
         assert!(status.is_success(), "WebDriver {method} {path}: {v}");
         v["value"].clone()
+    }
+
+    /// Console messages of level SEVERE since the last call (script errors, CSP
+    /// violations, failed loads).
+    async fn console_errors(&self) -> Vec<String> {
+        self.call("POST", "/se/log", Some(json!({ "type": "browser" })))
+            .await
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
     }
 
     async fn goto(&self, url: &str) {
@@ -348,6 +362,9 @@ async fn sign_in_browse_every_page_and_approve_with_the_keyboard() {
             .await;
         assert_eq!(injected, json!(0), "{path}: injected markup in the DOM");
         d.screenshot(&shots, shot).await;
+        // No script error, CSP violation or failed load in the console.
+        let errors = d.console_errors().await;
+        assert!(errors.is_empty(), "{path}: console errors {errors:?}");
         // Nothing pushes the page wider than the window (no sideways scrolling).
         let widths = d
             .js("return [document.documentElement.clientWidth, document.documentElement.scrollWidth];")
@@ -357,6 +374,14 @@ async fn sign_in_browse_every_page_and_approve_with_the_keyboard() {
             "{path}: page wider than the window {widths}"
         );
     }
+
+    // The console check is live: a 404 page does log an error.
+    d.goto(&format!("{base}/ui/tests/999")).await;
+    let errors = d.console_errors().await;
+    assert!(
+        errors.iter().any(|e| e.contains("404")),
+        "a missing page is reported in the console: {errors:?}"
+    );
 
     // The live run page polls its progress: change the run in the database and watch the
     // page follow without a reload.

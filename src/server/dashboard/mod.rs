@@ -121,6 +121,7 @@ pub fn routes() -> Router<AppState> {
             post(actions::notification_read),
         )
         .route("/ui/static/{file}", get(render::asset))
+        .route("/favicon.ico", get(render::favicon))
         .layer(middleware::from_fn(security_headers))
 }
 

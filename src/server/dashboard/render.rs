@@ -142,6 +142,23 @@ pub async fn asset(Path(file): Path<String>) -> Response {
     resp
 }
 
+/// The site icon: a small SVG diamond (browsers ask for `/favicon.ico`).
+pub async fn favicon() -> Response {
+    const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+        <path d=\"M8 1 15 8 8 15 1 8z\" fill=\"#1f3a5f\"/></svg>";
+    let mut resp = ICON.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("image/svg+xml"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=86400"),
+    );
+    resp
+}
+
 /// Escape text for HTML (used by the error page, which renders without the templates).
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
