@@ -10,6 +10,7 @@
 pub mod config;
 pub mod db;
 pub mod gen_config;
+pub mod lab;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -119,6 +120,8 @@ pub enum Command {
     GenConfig(gen_config::GenConfigArgs),
     /// Show the effective configuration (secrets redacted).
     Config(config::ConfigArgs),
+    /// Real throwaway Debian test systems (root only): up, down, status.
+    Lab(lab::LabArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -158,5 +161,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Db(args) => db::run(args, &cli.globals),
         Command::GenConfig(args) => gen_config::run(args, &cli.globals),
         Command::Config(args) => config::run(args, &cli.globals),
+        Command::Lab(args) => lab::run(args, &cli.globals),
     }
 }
