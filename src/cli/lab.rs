@@ -65,10 +65,15 @@ async fn up(n: u32, image_gib: u64, json: bool) -> anyhow::Result<Outcome> {
         image_gib,
         ..LabOptions::default()
     };
-    // Ctrl-C while starting drops the half-built lab, whose Drop tears it down.
+    // Ctrl-C (or SIGTERM) while starting drops the half-built lab, whose Drop tears it
+    // down. The handlers are installed before anything is created.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let lab = tokio::select! {
         r = Lab::up(n, opts) => r.context("lab up")?,
-        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; lab torn down"),
+        _ = int.recv() => anyhow::bail!("interrupted; lab torn down"),
+        _ = term.recv() => anyhow::bail!("terminated; lab torn down"),
     };
     let state = lab.keep();
     if json {

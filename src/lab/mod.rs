@@ -162,8 +162,10 @@ pub struct LabState {
     pub real_pair: RealPair,
     /// The systems.
     pub systems: Vec<SystemInfo>,
-    /// Seconds from `up` start until every system was booted.
+    /// Seconds from `up` start until every system was booted and prepared.
     pub up_secs: f64,
+    /// Seconds from starting the systems until every one had booted (in parallel).
+    pub boot_secs: f64,
 }
 
 /// A running lab. Dropping it tears the lab down unless [`Lab::keep`] was called.
@@ -264,6 +266,7 @@ impl Lab {
                 real_pair: RealPair::default(),
                 systems: Vec::new(),
                 up_secs: 0.0,
+                boot_secs: 0.0,
             },
             systems: Vec::new(),
             armed: true,
@@ -306,6 +309,7 @@ impl Lab {
         self.state.golden_cached = cached;
         repo::assemble(&repo_root)?;
         self.state.repo_pid = repo::serve(&repo_root)?;
+        let boot_start = Instant::now();
         for i in 1..=n {
             let name = format!("{}{i}", net::NAME_PREFIX);
             let ip = net::system_ip(i);
@@ -324,11 +328,16 @@ impl Lab {
         }
         self.save()?;
         let timeout = Duration::from_secs(opts.boot_timeout_secs);
-        let boots = self.systems.iter().map(|s| async move {
-            system::wait_booted(&s.info.root, None, timeout).await?;
-            s.prepare().await
-        });
+        let boots = self
+            .systems
+            .iter()
+            .map(|s| system::wait_booted(&s.info.root, None, timeout));
         for r in futures::future::join_all(boots).await {
+            r?;
+        }
+        self.state.boot_secs = boot_start.elapsed().as_secs_f64();
+        let preps = self.systems.iter().map(|s| s.prepare());
+        for r in futures::future::join_all(preps).await {
             r?;
         }
         Ok(())
