@@ -18,6 +18,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+pub mod bench;
+pub mod sim;
+
 /// What a command reports when it did not fail: success, or a well-formed "no".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -122,6 +125,10 @@ pub enum Command {
     Config(config::ConfigArgs),
     /// Real throwaway Debian test systems (root only): up, down, status.
     Lab(lab::LabArgs),
+    /// Serve a simulated UYUNI (XML-RPC, metrics) on loopback.
+    Sim(sim::SimArgs),
+    /// Run a named benchmark and print one JSON object.
+    Bench(bench::BenchArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -162,5 +169,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::GenConfig(args) => gen_config::run(args, &cli.globals),
         Command::Config(args) => config::run(args, &cli.globals),
         Command::Lab(args) => lab::run(args, &cli.globals),
+        Command::Sim(args) => sim::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

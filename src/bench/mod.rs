@@ -1,0 +1,7 @@
+//! Benchmarks behind `spm bench <name> --json`; each prints one JSON object.
+
+pub mod lab;
+pub mod uyuni;
+
+/// Names `spm bench` accepts.
+pub const NAMES: &[&str] = &["lab", "uyuni"];
