@@ -196,6 +196,7 @@ async fn lab_dropped_handle_leaves_nothing_behind() {
             Ok(l) => l,
             Err(e) => panic!("lab up: {e}"),
         };
+        assert_eq!(lab.systems().len(), 1);
         assert!(!lab::leftovers().is_empty(), "a running lab must be visible");
         // Dropped here as a failing test would drop it.
     }

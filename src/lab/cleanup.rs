@@ -38,8 +38,18 @@ pub fn teardown() -> Vec<String> {
     // 3. Mounts under the state directory, deepest first.
     let mut mounts = lab_mounts();
     mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    // A dying container's mount namespace can hold a mount for a moment: retry, then
+    // detach lazily.
     for m in mounts {
-        if !cmd::quiet("umount", [m.as_str()]) {
+        let mut done = false;
+        for _ in 0..20 {
+            if cmd::quiet("umount", [m.as_str()]) {
+                done = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        if !done {
             cmd::quiet("umount", ["-l", m.as_str()]);
         }
     }
@@ -48,6 +58,13 @@ pub fn teardown() -> Vec<String> {
     // 5. Loop devices backed by the image, and the image.
     for dev in loop_devices() {
         cmd::quiet("losetup", ["-d", dev.as_str()]);
+    }
+    // A busy loop device is detached when its last user lets go (autoclear): wait for it.
+    for _ in 0..100 {
+        if loop_devices().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     let _ = fs::remove_file(paths::image());
     let _ = fs::remove_dir_all(paths::state_dir());
@@ -67,9 +84,10 @@ fn lab_mounts() -> Vec<String> {
 
 fn loop_devices() -> Vec<String> {
     let img = paths::image().to_string_lossy().into_owned();
-    cmd::run("losetup", ["-j", img.as_str()])
+    cmd::run("losetup", ["-a"])
         .unwrap_or_default()
         .lines()
+        .filter(|l| l.contains(&img))
         .filter_map(|l| l.split(':').next())
         .filter(|d| d.starts_with("/dev/loop"))
         .map(str::to_string)

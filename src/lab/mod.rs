@@ -483,7 +483,8 @@ pub struct System {
 
 const PREPARE: &str = "set -e
 apt-get update -qq -o Acquire::Retries=3
-snapper --no-dbus create-config / >/dev/null 2>&1 || snapper --no-dbus list-configs | grep -q '^root '
+# Through snapperd (D-Bus), so the running daemon knows the config.
+snapper list-configs 2>/dev/null | grep -q '^root ' || snapper create-config /
 ";
 
 impl System {

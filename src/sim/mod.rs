@@ -8,6 +8,7 @@ pub mod actions;
 pub mod clock;
 pub mod fleet;
 pub mod handlers;
+pub mod lab;
 pub mod metrics;
 pub mod world;
 pub mod faults;
