@@ -19,14 +19,23 @@ async fn wait(client: &UyuniClient, action: i64, sid: i64) -> Result<String, Str
     let mut delay = Duration::from_millis(100);
     loop {
         let done = client.list_completed_systems(action).await;
-        if let Some(s) = done.ok().and_then(|v| v.into_iter().find(|s| s.server_id == sid)) {
+        if let Some(s) = done
+            .ok()
+            .and_then(|v| v.into_iter().find(|s| s.server_id == sid))
+        {
             return Ok(s.message.unwrap_or_default());
         }
         let failed = client.list_failed_systems(action).await;
-        if let Some(s) = failed.ok().and_then(|v| v.into_iter().find(|s| s.server_id == sid)) {
+        if let Some(s) = failed
+            .ok()
+            .and_then(|v| v.into_iter().find(|s| s.server_id == sid))
+        {
             return Err(s.message.unwrap_or_default());
         }
-        assert!(Instant::now() < deadline, "action {action} on {sid} never finished");
+        assert!(
+            Instant::now() < deadline,
+            "action {action} on {sid} never finished"
+        );
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(1));
     }
@@ -49,7 +58,9 @@ fn erratum(rel: &[(String, i64)], adv: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_backed_simulator_acts_on_real_systems() {
     if std::env::var("SPM_LAB_TESTS").as_deref() != Ok("1") {
-        eprintln!("lab stage skipped: lab_backed_simulator_acts_on_real_systems: SPM_LAB_TESTS is not 1");
+        eprintln!(
+            "lab stage skipped: lab_backed_simulator_acts_on_real_systems: SPM_LAB_TESTS is not 1"
+        );
         return;
     }
     let lab = match Lab::up(2, LabOptions::default()).await {
@@ -81,15 +92,25 @@ async fn lab_backed_simulator_acts_on_real_systems() {
         Err(e) => panic!("client: {e}"),
     };
     let real = &lab.systems()[0];
-    let sid = sim
-        .with_world(|w| w.systems.values().find(|s| s.name == real.name()).map(|s| i64::from(s.id)));
+    let sid = sim.with_world(|w| {
+        w.systems
+            .values()
+            .find(|s| s.name == real.name())
+            .map(|s| i64::from(s.id))
+    });
     let Some(sid) = sid else {
         panic!("no simulated system for {}", real.name());
     };
 
     // Relevance comes from the real dpkg state: every lab erratum applies.
     let rel = relevant(&client, sid).await;
-    for adv in ["SPM-LAB-OK", "SPM-LAB-SVC", "SPM-LAB-REBOOT", "SPM-LAB-POSTINST", "SPM-LAB-APP"] {
+    for adv in [
+        "SPM-LAB-OK",
+        "SPM-LAB-SVC",
+        "SPM-LAB-REBOOT",
+        "SPM-LAB-POSTINST",
+        "SPM-LAB-APP",
+    ] {
         erratum(&rel, adv);
     }
 
@@ -100,18 +121,32 @@ async fn lab_backed_simulator_acts_on_real_systems() {
         Err(e) => panic!("scheduleApplyErrata: {e}"),
     };
     let msg = wait(&client, ids[0], sid).await;
-    assert!(msg.as_ref().is_ok_and(|m| m.contains("spm-demo-ok-1.1")), "{msg:?}");
+    assert!(
+        msg.as_ref().is_ok_and(|m| m.contains("spm-demo-ok-1.1")),
+        "{msg:?}"
+    );
     let installed = match real.installed_packages().await {
         Ok(m) => m,
         Err(e) => panic!("dpkg state: {e}"),
     };
-    assert_eq!(installed.get("spm-demo-ok").map(String::as_str), Some("1.1"));
+    assert_eq!(
+        installed.get("spm-demo-ok").map(String::as_str),
+        Some("1.1")
+    );
     let pkgs = match client.list_installed_packages(sid).await {
         Ok(p) => p,
         Err(e) => panic!("listInstalledPackages: {e}"),
     };
-    assert!(pkgs.iter().any(|p| p.name == "spm-demo-ok" && p.version == "1.1"));
-    assert!(!relevant(&client, sid).await.iter().any(|(a, _)| a == "SPM-LAB-OK"));
+    assert!(
+        pkgs.iter()
+            .any(|p| p.name == "spm-demo-ok" && p.version == "1.1")
+    );
+    assert!(
+        !relevant(&client, sid)
+            .await
+            .iter()
+            .any(|(a, _)| a == "SPM-LAB-OK")
+    );
 
     // A failing postinst fails the action with apt's real error.
     let bad = erratum(&rel, "SPM-LAB-POSTINST");
@@ -120,7 +155,10 @@ async fn lab_backed_simulator_acts_on_real_systems() {
         Err(e) => panic!("scheduleApplyErrata: {e}"),
     };
     let msg = wait(&client, ids[0], sid).await;
-    assert!(msg.as_ref().is_err_and(|m| m.contains("SPM-LAB-POSTINST")), "{msg:?}");
+    assert!(
+        msg.as_ref().is_err_and(|m| m.contains("SPM-LAB-POSTINST")),
+        "{msg:?}"
+    );
 
     // Scripts run inside the system: real output and exit code.
     let run = client
@@ -173,8 +211,14 @@ async fn lab_backed_simulator_acts_on_real_systems() {
         }
         Err(e) => panic!("GET {url}: {e}"),
     };
-    assert!(body.contains("node_boot_time_seconds"), "not node-exporter output");
-    assert!(body.contains("go_goroutines"), "not the real (Go) node exporter");
+    assert!(
+        body.contains("node_boot_time_seconds"),
+        "not node-exporter output"
+    );
+    assert!(
+        body.contains("go_goroutines"),
+        "not the real (Go) node exporter"
+    );
 
     sim.shutdown().await;
     let left = lab::teardown();

@@ -177,7 +177,10 @@ async fn lab_packages_rollbacks_snapshots_and_reboots() {
         Ok(m) => m,
         Err(e) => panic!("scrape {}: {e}", b.metrics_url()),
     };
-    assert!(metrics.contains("node_boot_time_seconds"), "no node metrics");
+    assert!(
+        metrics.contains("node_boot_time_seconds"),
+        "no node metrics"
+    );
 
     if let Err(e) = lab.down().await {
         panic!("lab down: {e}");
@@ -197,7 +200,10 @@ async fn lab_dropped_handle_leaves_nothing_behind() {
             Err(e) => panic!("lab up: {e}"),
         };
         assert_eq!(lab.systems().len(), 1);
-        assert!(!lab::leftovers().is_empty(), "a running lab must be visible");
+        assert!(
+            !lab::leftovers().is_empty(),
+            "a running lab must be visible"
+        );
         // Dropped here as a failing test would drop it.
     }
     assert_eq!(lab::leftovers(), Vec::<String>::new());
@@ -232,9 +238,17 @@ fn lab_cli_up_status_down_and_ctrl_c() {
         Err(e) => panic!("status json: {e}"),
     };
     assert_eq!(v["systems"][0]["running"], serde_json::Value::Bool(true));
-    assert!(v["systems"][0]["boot_id"].as_str().is_some_and(|s| s.len() == 36));
+    assert!(
+        v["systems"][0]["boot_id"]
+            .as_str()
+            .is_some_and(|s| s.len() == 36)
+    );
     let down = spm(&["lab", "down"]);
-    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
     assert_eq!(spm(&["lab", "status"]).status.code(), Some(1));
     assert_eq!(lab::leftovers(), Vec::<String>::new());
 

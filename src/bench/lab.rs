@@ -40,7 +40,12 @@ pub async fn test_cycle(sys: &System) -> anyhow::Result<f64> {
     }
     let update: Vec<(String, String)> = names
         .iter()
-        .map(|n| (n.to_string(), crate::lab::packages::UPDATE_VERSION.to_string()))
+        .map(|n| {
+            (
+                n.to_string(),
+                crate::lab::packages::UPDATE_VERSION.to_string(),
+            )
+        })
         .collect();
     let out = sys.apt_install(&update, STEP).await?;
     if out.rc != 0 {
@@ -52,7 +57,10 @@ pub async fn test_cycle(sys: &System) -> anyhow::Result<f64> {
     sys.reboot(Duration::from_secs(120)).await?;
     let svc = sys.exec("systemctl is-active spm-demo-svc", STEP).await?;
     if svc.stdout.trim() == "active" {
-        bail!("{}: the breaking update left the service active", sys.name());
+        bail!(
+            "{}: the breaking update left the service active",
+            sys.name()
+        );
     }
     let out = sys.apt_install(&captured, STEP).await?;
     if out.rc != 0 {

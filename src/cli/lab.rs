@@ -103,10 +103,7 @@ async fn status(json: bool) -> anyhow::Result<Outcome> {
         Err(lab::LabError::NotUp(_)) => {
             let left = lab::leftovers();
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "up": false, "leftovers": left })
-                );
+                println!("{}", serde_json::json!({ "up": false, "leftovers": left }));
             } else {
                 println!("no lab is up");
                 for l in &left {
@@ -139,5 +136,9 @@ async fn status(json: bool) -> anyhow::Result<Outcome> {
             );
         }
     }
-    Ok(if all_running { Outcome::Ok } else { Outcome::No })
+    Ok(if all_running {
+        Outcome::Ok
+    } else {
+        Outcome::No
+    })
 }

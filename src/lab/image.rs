@@ -178,7 +178,10 @@ pub async fn ensure_golden(
         cmd::run_async("sh", &["-c", &script]).await?;
         return Ok((pair, true));
     }
-    tracing::info!(key, "building the lab's golden image (cold cache, about 1–3 min)");
+    tracing::info!(
+        key,
+        "building the lab's golden image (cold cache, about 1–3 min)"
+    );
     fs::create_dir_all(&dir).map_err(|e| LabError::io("create cache dir", e))?;
     let pair = fetch_real_pair(&dir).await?;
     build_golden(top, &dir, &pair, repo_ip, repo_port).await?;
@@ -197,8 +200,8 @@ pub async fn ensure_golden(
 }
 
 fn read_manifest(path: &Path) -> Result<RealPair, LabError> {
-    let text =
-        fs::read_to_string(path).map_err(|e| LabError::io(format!("read {}", path.display()), e))?;
+    let text = fs::read_to_string(path)
+        .map_err(|e| LabError::io(format!("read {}", path.display()), e))?;
     serde_json::from_str(&text).map_err(|e| LabError::Cache(format!("{}: {e}", path.display())))
 }
 

@@ -188,7 +188,10 @@ pub fn probe() -> Result<(), LabError> {
         return Err(LabError::Unavailable("must run as root".into()));
     }
     let fss = fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    if !fss.lines().any(|l| l.split_whitespace().last() == Some("btrfs")) {
+    if !fss
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("btrfs"))
+    {
         return Err(LabError::Unavailable(
             "the kernel has no btrfs (not in /proc/filesystems)".into(),
         ));
@@ -217,7 +220,9 @@ pub fn probe() -> Result<(), LabError> {
         )));
     }
     if cmd::run("losetup", ["-f"]).is_err() {
-        return Err(LabError::Unavailable("no free loop device (losetup -f)".into()));
+        return Err(LabError::Unavailable(
+            "no free loop device (losetup -f)".into(),
+        ));
     }
     let ns = "spm-lab-probe";
     if cmd::run("ip", ["netns", "add", ns]).is_err() {
@@ -279,7 +284,8 @@ impl Lab {
     }
 
     async fn create(&mut self, n: u32, opts: &LabOptions) -> Result<(), LabError> {
-        fs::create_dir_all(paths::state_dir()).map_err(|e| LabError::io("create /run/spm-lab", e))?;
+        fs::create_dir_all(paths::state_dir())
+            .map_err(|e| LabError::io("create /run/spm-lab", e))?;
         let img = paths::image();
         if let Some(dir) = img.parent() {
             fs::create_dir_all(dir).map_err(|e| LabError::io("create image dir", e))?;
@@ -534,7 +540,10 @@ impl System {
     /// The current boot id.
     pub async fn boot_id(&self) -> Result<String, LabError> {
         let out = self
-            .exec("cat /proc/sys/kernel/random/boot_id", Duration::from_secs(20))
+            .exec(
+                "cat /proc/sys/kernel/random/boot_id",
+                Duration::from_secs(20),
+            )
             .await?;
         let id = out.stdout.trim().to_string();
         if out.rc != 0 || id.is_empty() {
@@ -603,8 +612,9 @@ impl System {
         for (n, v) in packages {
             let ok = |s: &str, extra: &str| {
                 !s.is_empty()
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c) || extra.contains(c))
+                    && s.chars().all(|c| {
+                        c.is_ascii_alphanumeric() || "+-.".contains(c) || extra.contains(c)
+                    })
             };
             if !ok(n, ":") || !ok(v, ":~") {
                 return Err(LabError::Invalid {

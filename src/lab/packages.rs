@@ -139,10 +139,7 @@ exit 0
 /// The source of `name` at `version` (base or update).
 pub fn source(pkg: &Synthetic, version: &str) -> Source {
     let update = version != BASE_VERSION;
-    let marker = format!(
-        "/usr/share/{}/version",
-        pkg.name
-    );
+    let marker = format!("/usr/share/{}/version", pkg.name);
     let mut files = vec![(marker, 0o644, format!("{} {version}\n", pkg.name))];
     let mut scripts = Vec::new();
     let mut extra_control = String::new();
@@ -303,10 +300,7 @@ mod tests {
 
     #[test]
     fn app_pins_its_lib_version() {
-        let app = SYNTHETIC
-            .iter()
-            .find(|p| p.name == "spm-demo-app")
-            .copied();
+        let app = SYNTHETIC.iter().find(|p| p.name == "spm-demo-app").copied();
         let Some(app) = app else {
             panic!("spm-demo-app missing from SYNTHETIC");
         };

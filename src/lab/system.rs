@@ -71,7 +71,9 @@ fn spawn_supervisor(name: &str, root: &Path, netns: &str) -> Result<u32, LabErro
         .append(true)
         .open(&log_path)
         .map_err(|e| LabError::io("open console log", e))?;
-    let log2 = log.try_clone().map_err(|e| LabError::io("dup console log", e))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| LabError::io("dup console log", e))?;
     let child = std::process::Command::new("setsid")
         .args(["bash", "-c", SUPERVISOR])
         .arg(root)
@@ -197,12 +199,18 @@ pub async fn exec(leader: u32, script: &str, timeout: Duration) -> Result<ExecOu
 
 /// Wait until the system rooted at `root` has a PID 1 other than `not` whose boot has
 /// finished (`systemctl is-system-running` says running or degraded); returns the leader.
-pub async fn wait_booted(root: &Path, not: Option<u32>, timeout: Duration) -> Result<u32, LabError> {
+pub async fn wait_booted(
+    root: &Path,
+    not: Option<u32>,
+    timeout: Duration,
+) -> Result<u32, LabError> {
     let start = Instant::now();
     let mut delay = Duration::from_millis(50);
     loop {
         if let Some(l) = leader(root).filter(|l| Some(*l) != not) {
-            let left = timeout.saturating_sub(start.elapsed()).max(Duration::from_secs(1));
+            let left = timeout
+                .saturating_sub(start.elapsed())
+                .max(Duration::from_secs(1));
             if let Ok(out) = exec(l, "systemctl is-system-running --wait", left).await {
                 let state = out.stdout.trim();
                 if state == "running" || state == "degraded" {

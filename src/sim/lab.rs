@@ -149,7 +149,9 @@ impl World {
 
     /// Whether `sid` is backed by a real lab system.
     pub fn is_lab(&self, sid: SystemId) -> bool {
-        self.lab.as_ref().is_some_and(|l| l.systems.contains_key(&sid))
+        self.lab
+            .as_ref()
+            .is_some_and(|l| l.systems.contains_key(&sid))
     }
 
     /// Send the job for a freshly picked-up action to the lab worker.
@@ -375,7 +377,10 @@ pub async fn worker(
 
 /// Advisory names of the generated lab errata, by package scenario.
 pub fn advisory_for(name: &str) -> String {
-    format!("SPM-LAB-{}", name.trim_start_matches("spm-demo-").to_uppercase())
+    format!(
+        "SPM-LAB-{}",
+        name.trim_start_matches("spm-demo-").to_uppercase()
+    )
 }
 
 /// The fleet a lab maps to: one simulated Debian 12 system per lab system with its real
@@ -392,8 +397,8 @@ pub async fn fleet(lab: &Lab) -> Result<FleetFile, crate::lab::LabError> {
         version: version.to_string(),
         arch: None,
     };
-    let erratum = |advisory: String, synopsis: String, packages: Vec<String>, reboot: bool| {
-        ErratumSpec {
+    let erratum =
+        |advisory: String, synopsis: String, packages: Vec<String>, reboot: bool| ErratumSpec {
             advisory,
             os: os.clone(),
             kind: "security".into(),
@@ -406,8 +411,7 @@ pub async fn fleet(lab: &Lab) -> Result<FleetFile, crate::lab::LabError> {
             status: None,
             issue_date: None,
             behaviour: BehaviourSpec::default(),
-        }
-    };
+        };
     for p in packages::SYNTHETIC {
         ff.packages.push(pkg(p.name, packages::BASE_VERSION));
         ff.packages.push(pkg(p.name, packages::UPDATE_VERSION));
