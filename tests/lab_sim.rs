@@ -220,6 +220,19 @@ async fn lab_backed_simulator_acts_on_real_systems() {
         "not the real (Go) node exporter"
     );
 
+    let sd: serde_json::Value =
+        match reqwest::get(format!("{}/_sim/prometheus-sd", sim.base_url())).await {
+            Ok(r) => r.json().await.unwrap_or(serde_json::Value::Null),
+            Err(e) => panic!("GET prometheus-sd: {e}"),
+        };
+    let listed = sd.as_array().is_some_and(|groups| {
+        groups.iter().any(|g| {
+            g["labels"]["lab_node_exporter"]
+                == serde_json::Value::String(format!("{}:9100", real.ip()))
+        })
+    });
+    assert!(listed, "SD does not list {}:9100: {sd}", real.ip());
+
     sim.shutdown().await;
     let left = lab::teardown();
     assert_eq!(left, Vec::<String>::new());

@@ -156,10 +156,10 @@ impl World {
 
     /// Send the job for a freshly picked-up action to the lab worker.
     pub fn dispatch_lab(&self, aid: u32, sid: SystemId) {
-        if let (Some(link), Some(job)) = (self.lab.as_ref(), self.lab_job(aid, sid)) {
-            if link.jobs.send(job).is_err() {
-                tracing::error!(action = aid, system = sid, "lab worker is gone");
-            }
+        if let (Some(link), Some(job)) = (self.lab.as_ref(), self.lab_job(aid, sid))
+            && link.jobs.send(job).is_err()
+        {
+            tracing::error!(action = aid, system = sid, "lab worker is gone");
         }
     }
 }
@@ -257,15 +257,15 @@ pub async fn observe(sys: &crate::lab::System) -> Option<Observed> {
     let mut units = BTreeMap::new();
     for l in out.stdout.lines() {
         let mut f = l.split_whitespace();
-        if f.next() == Some("unit") {
-            if let (Some(u), Some(st)) = (f.next(), f.next()) {
-                let st = match st {
-                    "active" | "reloading" | "activating" => UnitState::Active,
-                    "failed" => UnitState::Failed,
-                    _ => UnitState::Inactive,
-                };
-                units.insert(format!("{u}.service"), st);
-            }
+        if f.next() == Some("unit")
+            && let (Some(u), Some(st)) = (f.next(), f.next())
+        {
+            let st = match st {
+                "active" | "reloading" | "activating" => UnitState::Active,
+                "failed" => UnitState::Failed,
+                _ => UnitState::Inactive,
+            };
+            units.insert(format!("{u}.service"), st);
         }
     }
     Some(Observed {
