@@ -59,12 +59,27 @@ async fn is_active(sys: &System, unit: &str) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lab_packages_rollbacks_snapshots_and_reboots() {
-    if !enabled("lab_packages_rollbacks_snapshots_and_reboots") {
-        return;
-    }
+/// Run `body` on a fresh runtime while holding the lab lock.
+fn serial<F: std::future::Future<Output = ()>>(body: F) {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    match rt {
+        Ok(rt) => rt.block_on(body),
+        Err(e) => panic!("tokio runtime: {e}"),
+    }
+}
+
+#[test]
+fn lab_packages_rollbacks_snapshots_and_reboots() {
+    if enabled("lab_packages_rollbacks_snapshots_and_reboots") {
+        serial(packages_rollbacks_snapshots_and_reboots());
+    }
+}
+
+async fn packages_rollbacks_snapshots_and_reboots() {
     let lab = match Lab::up(2, LabOptions::default()).await {
         Ok(l) => l,
         Err(e) => panic!("lab up: {e}"),
@@ -188,12 +203,14 @@ async fn lab_packages_rollbacks_snapshots_and_reboots() {
     assert_eq!(lab::leftovers(), Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lab_dropped_handle_leaves_nothing_behind() {
-    if !enabled("lab_dropped_handle_leaves_nothing_behind") {
-        return;
+#[test]
+fn lab_dropped_handle_leaves_nothing_behind() {
+    if enabled("lab_dropped_handle_leaves_nothing_behind") {
+        serial(dropped_handle_leaves_nothing_behind());
     }
-    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+}
+
+async fn dropped_handle_leaves_nothing_behind() {
     {
         let lab = match Lab::up(1, LabOptions::default()).await {
             Ok(l) => l,

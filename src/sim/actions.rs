@@ -212,7 +212,12 @@ impl World {
         id
     }
 
-    fn next_event(&self, action: &Action, sid: SystemId, row: &ServerAction) -> Option<(NaiveDateTime, Event)> {
+    fn next_event(
+        &self,
+        action: &Action,
+        sid: SystemId,
+        row: &ServerAction,
+    ) -> Option<(NaiveDateTime, Event)> {
         let t = &self.timings;
         let sys = self.systems.get(&sid)?;
         let secs = |s: u64| Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2));
@@ -246,7 +251,9 @@ impl World {
                             .any(|e| self.catalog.erratum(*e).is_some_and(|e| e.behaviour.hang));
                         (!hang).then(|| (pickup + secs(t.errata_s), Event::Finish))
                     }
-                    ActionKind::PackageInstall(_) => Some((pickup + secs(t.package_s), Event::Finish)),
+                    ActionKind::PackageInstall(_) => {
+                        Some((pickup + secs(t.package_s), Event::Finish))
+                    }
                     ActionKind::Script(_) => Some((pickup + secs(t.script_s), Event::Finish)),
                 }
             }
@@ -259,12 +266,15 @@ impl World {
         loop {
             let mut best: Option<(NaiveDateTime, u32, SystemId, Event)> = None;
             for &aid in &self.pending {
-                let Some(action) = self.actions.get(&aid) else { continue };
+                let Some(action) = self.actions.get(&aid) else {
+                    continue;
+                };
                 for (&sid, row) in &action.servers {
-                    if let Some((t, ev)) = self.next_event(action, sid, row) {
-                        if t <= now && best.as_ref().is_none_or(|b| t < b.0) {
-                            best = Some((t, aid, sid, ev));
-                        }
+                    if let Some((t, ev)) = self.next_event(action, sid, row)
+                        && t <= now
+                        && best.as_ref().is_none_or(|b| t < b.0)
+                    {
+                        best = Some((t, aid, sid, ev));
                     }
                 }
             }
@@ -277,9 +287,21 @@ impl World {
         self.actions.get_mut(&aid)?.servers.get_mut(&sid)
     }
 
-    pub(crate) fn finish(&mut self, t: NaiveDateTime, aid: u32, sid: SystemId, ok: bool, code: i32, msg: String) {
+    pub(crate) fn finish(
+        &mut self,
+        t: NaiveDateTime,
+        aid: u32,
+        sid: SystemId,
+        ok: bool,
+        code: i32,
+        msg: String,
+    ) {
         if let Some(row) = self.row(aid, sid) {
-            row.status = if ok { Status::Completed } else { Status::Failed };
+            row.status = if ok {
+                Status::Completed
+            } else {
+                Status::Failed
+            };
             row.completion = Some(t);
             row.modified = t;
             row.result_code = Some(code);
@@ -315,7 +337,8 @@ impl World {
                     row.went_down = true;
                 }
                 if let Some(s) = self.systems.get_mut(&sid) {
-                    s.down_until = Some((!s.behaviour.never_returns_from_reboot).then_some(t + downtime));
+                    s.down_until =
+                        Some((!s.behaviour.never_returns_from_reboot).then_some(t + downtime));
                 }
             }
             Event::ComeBack => {
@@ -338,11 +361,18 @@ impl World {
     }
 
     fn finish_work(&mut self, t: NaiveDateTime, aid: u32, sid: SystemId) {
-        let Some(action) = self.actions.get(&aid) else { return };
+        let Some(action) = self.actions.get(&aid) else {
+            return;
+        };
         let kind = action.kind.clone();
         let start = action.created.max(action.earliest);
-        let jid = format!("2026{:014}", u64::from(aid) * 7919 + u64::from(sid % 100_000));
-        let Some(sys) = self.systems.get_mut(&sid) else { return };
+        let jid = format!(
+            "2026{:014}",
+            u64::from(aid) * 7919 + u64::from(sid % 100_000)
+        );
+        let Some(sys) = self.systems.get_mut(&sid) else {
+            return;
+        };
         let catalog = &self.catalog;
         match kind {
             ActionKind::Errata(ids) => {
@@ -359,16 +389,18 @@ impl World {
                 let mut changed = Vec::new();
                 for e in &errata {
                     for pid in &e.packages {
-                        let Some(p) = catalog.package(*pid) else { continue };
+                        let Some(p) = catalog.package(*pid) else {
+                            continue;
+                        };
                         if !sys.channels.contains(&p.channel) {
                             continue;
                         }
-                        if let Some(cur) = sys.installed.get_mut(&p.name) {
-                            if p.evr.cmp_with(&cur.evr, kind).is_gt() {
-                                cur.evr = p.evr.clone();
-                                cur.installtime = t;
-                                changed.push(format!("{}-{}", p.name, p.evr));
-                            }
+                        if let Some(cur) = sys.installed.get_mut(&p.name)
+                            && p.evr.cmp_with(&cur.evr, kind).is_gt()
+                        {
+                            cur.evr = p.evr.clone();
+                            cur.installtime = t;
+                            changed.push(format!("{}-{}", p.name, p.evr));
                         }
                     }
                     let b = &e.behaviour;
@@ -377,7 +409,8 @@ impl World {
                     }
                     sys.cpu_raised += b.cpu_raise;
                     sys.mem_raised += b.memory_raise_mb * 1024 * 1024;
-                    sys.mem_used = (sys.mem_used + b.memory_raise_mb * 1024 * 1024).min(sys.mem_total);
+                    sys.mem_used =
+                        (sys.mem_used + b.memory_raise_mb * 1024 * 1024).min(sys.mem_total);
                     if b.needs_reboot || e.reboot_suggested {
                         sys.reboot_needed = true;
                     }
@@ -437,10 +470,10 @@ impl World {
     /// `schedule.cancelActions`: Err(id) if a server action of `id` is Picked Up.
     pub fn cancel_actions(&mut self, ids: &[u32]) -> Result<(), u32> {
         for id in ids {
-            if let Some(a) = self.actions.get(id) {
-                if a.servers.values().any(|r| r.status == Status::PickedUp) {
-                    return Err(*id);
-                }
+            if let Some(a) = self.actions.get(id)
+                && a.servers.values().any(|r| r.status == Status::PickedUp)
+            {
+                return Err(*id);
             }
         }
         for id in ids {
@@ -457,9 +490,12 @@ impl World {
 
     /// Whether errata `eid` is in a Queued/Picked Up action for `sid`.
     pub fn errata_pending(&self, sid: SystemId, eid: ErratumId) -> bool {
-        self.pending.iter().filter_map(|a| self.actions.get(a)).any(|a| {
-            matches!(&a.kind, ActionKind::Errata(ids) if ids.contains(&eid))
-                && a.servers.get(&sid).is_some_and(|r| r.status.in_progress())
-        })
+        self.pending
+            .iter()
+            .filter_map(|a| self.actions.get(a))
+            .any(|a| {
+                matches!(&a.kind, ActionKind::Errata(ids) if ids.contains(&eid))
+                    && a.servers.get(&sid).is_some_and(|r| r.status.in_progress())
+            })
     }
 }
