@@ -124,7 +124,18 @@ async fn packages_rollbacks_snapshots_and_reboots() {
     assert_eq!(out.rc, 0, "pair upgrade: {}", out.stderr);
     let alone = install(a, &[("spm-demo-app", "1.0")]).await;
     assert_ne!(alone.rc, 0, "downgrading one half of the pair must fail");
-    let out = install(a, &[("spm-demo-app", "1.0"), ("spm-demo-lib", "1.0")]).await;
+    // The set apt changed, read from its history, goes back together.
+    let changes = match a.last_apt_changes().await {
+        Ok(c) => c,
+        Err(e) => panic!("apt history: {e}"),
+    };
+    let mut names: Vec<&str> = changes.iter().map(|c| c.package.as_str()).collect();
+    names.sort();
+    assert_eq!(names, vec!["spm-demo-app:all", "spm-demo-lib:all"]);
+    let out = match a.rollback_last_apt(T).await {
+        Ok(o) => o,
+        Err(e) => panic!("rollback from apt history: {e}"),
+    };
     assert_eq!(out.rc, 0, "pair downgrade: {}", out.stderr);
     let now = installed(a).await;
     assert_eq!(version(&now, "spm-demo-app"), "1.0");

@@ -632,6 +632,31 @@ impl System {
         self.exec(&script, timeout).await
     }
 
+    /// The package changes of the last apt run, from apt's history log.
+    pub async fn last_apt_changes(&self) -> Result<Vec<AptChange>, LabError> {
+        let out = self
+            .exec("cat /var/log/apt/history.log", Duration::from_secs(30))
+            .await?;
+        if out.rc != 0 {
+            return Err(LabError::Command {
+                what: "read /var/log/apt/history.log".into(),
+                detail: out.stderr,
+            });
+        }
+        Ok(parse_apt_history(&out.stdout))
+    }
+
+    /// Take back the whole set of package changes the last apt run made: every upgraded
+    /// package goes back to its previous version (`--allow-downgrades`).
+    pub async fn rollback_last_apt(&self, timeout: Duration) -> Result<ExecOutput, LabError> {
+        let changes = self.last_apt_changes().await?;
+        let set: Vec<(String, String)> = changes
+            .into_iter()
+            .filter_map(|c| c.before.map(|b| (c.package, b)))
+            .collect();
+        self.apt_install(&set, timeout).await
+    }
+
     /// Fetch the node exporter's metrics over the lab bridge.
     pub async fn scrape_metrics(&self) -> Result<String, LabError> {
         let script = format!(
@@ -665,6 +690,67 @@ impl System {
     }
 }
 
+/// One package change recorded by apt: name with arch, version before (None when newly
+/// installed), version after (None when removed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AptChange {
+    /// `name:arch` as apt logs it.
+    pub package: String,
+    /// Version before the run.
+    pub before: Option<String>,
+    /// Version after the run.
+    pub after: Option<String>,
+}
+
+/// The package changes of the last apt run in `/var/log/apt/history.log` text.
+///
+/// A rollback must take back this whole set: downgrading only the package that was asked
+/// for fails when its dependencies moved with it.
+pub fn parse_apt_history(text: &str) -> Vec<AptChange> {
+    let Some(last) = text
+        .split("\n\n")
+        .filter(|b| b.contains("Start-Date:"))
+        .last()
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for line in last.lines() {
+        let Some((field, list)) = line.split_once(": ") else {
+            continue;
+        };
+        let kind = match field {
+            "Install" | "Upgrade" | "Downgrade" | "Remove" | "Purge" | "Reinstall" => field,
+            _ => continue,
+        };
+        // "name:arch (v1, v2), name:arch (v), …": split on "), ".
+        for item in list.split("), ") {
+            let item = item.trim().trim_end_matches(')');
+            let Some((pkg, vers)) = item.split_once(" (") else {
+                continue;
+            };
+            let vers: Vec<&str> = vers
+                .split(", ")
+                .map(str::trim)
+                .filter(|v| *v != "automatic")
+                .collect();
+            let (before, after) = match (kind, vers.as_slice()) {
+                ("Upgrade" | "Downgrade", [old, new, ..]) => (Some(*old), Some(*new)),
+                ("Install", [v, ..]) => (None, Some(*v)),
+                ("Remove" | "Purge", [v, ..]) => (Some(*v), None),
+                ("Reinstall", [v, ..]) => (Some(*v), Some(*v)),
+                _ => continue,
+            };
+            out.push(AptChange {
+                package: pkg.trim().to_string(),
+                before: before.map(str::to_string),
+                after: after.map(str::to_string),
+            });
+        }
+    }
+    out
+}
+
 /// Parse `dpkg-query -W -f '${db:Status-Abbrev}\t${Package}\t${Version}\n'`.
 pub fn parse_dpkg_query(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -690,6 +776,23 @@ mod tests {
         let m = parse_dpkg_query("ii \tnginx\t1.22.1-9+deb12u9\niF \tspm-demo-postinst\t1.1\n");
         assert_eq!(m.get("nginx").map(String::as_str), Some("1.22.1-9+deb12u9"));
         assert!(!m.contains_key("spm-demo-postinst"));
+    }
+
+    #[test]
+    fn reads_the_last_apt_run_from_history() {
+        let log = "Start-Date: 2026-11-22  00:58:01\nCommandline: apt-get install x\n\
+                   Install: a:amd64 (1.0)\nEnd-Date: 2026-11-22  00:58:02\n\n\
+                   Start-Date: 2026-11-22  01:00:00\nCommandline: apt-get install -y spm-demo-app=1.1\n\
+                   Upgrade: spm-demo-app:all (1.0, 1.1), spm-demo-lib:all (1.0, 1.1)\n\
+                   Install: libnew:amd64 (2.0, automatic)\nEnd-Date: 2026-11-22  01:00:02\n";
+        let c = parse_apt_history(log);
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[0].package, "spm-demo-app:all");
+        assert_eq!(c[0].before.as_deref(), Some("1.0"));
+        assert_eq!(c[1].after.as_deref(), Some("1.1"));
+        assert_eq!(c[2].before, None);
+        assert_eq!(c[2].after.as_deref(), Some("2.0"));
+        assert!(parse_apt_history("").is_empty());
     }
 
     #[test]
