@@ -174,6 +174,27 @@ pub struct Lab {
     state: LabState,
     systems: Vec<System>,
     armed: bool,
+    /// Held while this process owns the lab, so a second `up` elsewhere cannot tear it down.
+    _lock: Option<fs::File>,
+}
+
+/// Take the machine-wide lab lock (`/run/spm-lab.lock`), or fail when another process
+/// is starting or running a lab through the API.
+fn lock() -> Result<fs::File, LabError> {
+    let path = "/run/spm-lab.lock";
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| LabError::io(format!("open {path}"), e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => Err(LabError::Unavailable(format!(
+            "another process holds {path} (a lab test, bench or `spm sim --lab` is running)"
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(LabError::io(format!("lock {path}"), e)),
+    }
 }
 
 /// Check the kernel features, privileges and host programs the lab needs.
@@ -254,6 +275,7 @@ impl Lab {
             });
         }
         probe()?;
+        let lock = lock()?;
         let left = cleanup::teardown();
         if !left.is_empty() {
             return Err(LabError::Command {
@@ -275,6 +297,7 @@ impl Lab {
             },
             systems: Vec::new(),
             armed: true,
+            _lock: Some(lock),
         };
         let start = Instant::now();
         lab.create(n, &opts).await?;
@@ -362,6 +385,7 @@ impl Lab {
             state,
             systems,
             armed: false,
+            _lock: None,
         })
     }
 
