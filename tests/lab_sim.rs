@@ -167,7 +167,7 @@ async fn lab_backed_simulator_acts_on_real_systems() {
             "root",
             "root",
             60,
-            "#!/bin/sh\nhostname\nsystemctl is-active spm-demo-svc\nexit 7\n",
+            "#!/bin/bash\nhostname\nsystemctl is-active spm-demo-svc\n[[ -n $BASH_VERSION ]] && echo bash-ran\nexit 7\n",
             None,
         )
         .await;
@@ -184,6 +184,11 @@ async fn lab_backed_simulator_acts_on_real_systems() {
     assert_eq!(res[0].return_code, 7);
     assert!(res[0].stdout.contains(real.name()), "{:?}", res[0]);
     assert!(res[0].stdout.contains("active"), "{:?}", res[0]);
+    assert!(
+        res[0].stdout.contains("bash-ran"),
+        "the #! line was ignored: {:?}",
+        res[0]
+    );
 
     // Reboot: completes when the system is back with a new boot id.
     let before = match real.boot_id().await {

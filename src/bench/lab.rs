@@ -73,14 +73,42 @@ pub async fn test_cycle(sys: &System) -> anyhow::Result<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// Run the benchmark and return its JSON report.
+/// Run the benchmark and return its JSON report. Ctrl-C or SIGTERM stops it and tears
+/// the lab down (the half-run benchmark's `Lab` is dropped).
 pub async fn run() -> anyhow::Result<serde_json::Value> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    tokio::select! {
+        r = measure() => r,
+        _ = int.recv() => bail!("interrupted; lab torn down"),
+        _ = term.recv() => bail!("terminated; lab torn down"),
+    }
+}
+
+/// Median wall time of `n` trivial scripts run inside `sys`, in milliseconds.
+async fn exec_latency_ms(sys: &System, n: usize) -> anyhow::Result<f64> {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let out = sys.exec("true", STEP).await?;
+        if out.rc != 0 {
+            bail!("`true` failed in {}: {}", sys.name(), out.stderr);
+        }
+        v.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    v.sort_by(f64::total_cmp);
+    Ok(v[v.len() / 2])
+}
+
+async fn measure() -> anyhow::Result<serde_json::Value> {
     let lab = Lab::up(SYSTEMS, LabOptions::default())
         .await
         .context("lab up")?;
     let boot_s = lab.state().boot_secs;
     let up_s = lab.state().up_secs;
     let first = lab.systems().first().context("no systems")?;
+    let exec_ms = exec_latency_ms(first, 11).await?;
     let test_cycle_s = test_cycle(first).await?;
     let start = Instant::now();
     let cycles = futures::future::join_all(lab.systems().iter().map(test_cycle)).await;
@@ -97,6 +125,7 @@ pub async fn run() -> anyhow::Result<serde_json::Value> {
         "golden_cached": golden_cached,
         "up_s": round(up_s),
         "boot_s": round(boot_s),
+        "exec_ms": round(exec_ms),
         "test_cycle_s": round(test_cycle_s),
         "parallel_wall_s": round(parallel_wall_s),
         "parallel_cycle_s": per_system.into_iter().map(round).collect::<Vec<_>>(),

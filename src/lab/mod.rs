@@ -561,6 +561,24 @@ impl System {
         system::exec(self.leader()?, script, timeout).await
     }
 
+    /// Run a script the way UYUNI's script action does: written to a file and executed,
+    /// so its `#!` line picks the interpreter (a script without one runs with `/bin/sh`).
+    pub async fn run_script(
+        &self,
+        contents: &str,
+        timeout: Duration,
+    ) -> Result<ExecOutput, LabError> {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let wrapped = format!(
+            "f=$(mktemp /tmp/spm-script.XXXXXX) || exit 125\n\
+             cat > \"$f\" <<'SPM_SCRIPT_{tag}'\n{contents}\nSPM_SCRIPT_{tag}\n\
+             chmod 700 \"$f\"\n\
+             case $(head -c 2 \"$f\") in '#!') \"$f\" ;; *) /bin/sh \"$f\" ;; esac\n\
+             rc=$?\nrm -f \"$f\"\nexit $rc\n"
+        );
+        self.exec(&wrapped, timeout).await
+    }
+
     /// The current boot id.
     pub async fn boot_id(&self) -> Result<String, LabError> {
         let out = self

@@ -317,7 +317,7 @@ pub async fn run_job(lab: &Lab, job: LabJob) -> LabDone {
         },
         Work::Script { contents, timeout } => {
             let t = Duration::from_secs(u64::try_from(*timeout).unwrap_or(600).clamp(1, 3600));
-            match sys.exec(contents, t).await {
+            match sys.run_script(contents, t).await {
                 Ok(out) => {
                     let ok = out.rc == 0;
                     let msg = if ok {
