@@ -1,41 +1,89 @@
-//! `spm bench <name> --json`: run a named benchmark and print one JSON object.
+//! `spm bench <name> [options] [--json]`: run a benchmark and print its figures as one JSON
+//! object. Each benchmark is a subcommand with its own options.
 
-use anyhow::Context as _;
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::Outcome;
+use crate::bench;
 
 /// Arguments of `spm bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Benchmark name (`uyuni`).
-    pub name: String,
-    /// Print JSON (the only format; accepted for symmetry with read commands).
-    #[arg(long)]
-    pub json: bool,
-    /// Fewer iterations, for a quick look.
-    #[arg(long)]
-    pub quick: bool,
+    /// Which benchmark.
+    #[command(subcommand)]
+    which: Which,
+    /// Print one JSON object on one line (the default output is the same JSON, pretty).
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+enum Which {
+    /// HTTP API: `GET /api/v1/queue?limit=100` from concurrent clients.
+    Api {
+        /// Queue rows to seed.
+        #[arg(long, default_value_t = 10_000)]
+        items: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        /// Total requests.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+    },
+    /// Lua host: reload latency, primitive call cost, VM load time.
+    Host,
+    /// Notifications: raise and delivery throughput.
+    Notify,
+    /// Lab (root only): boot time, one real patch-test cycle, 4 cycles in parallel.
+    Lab,
+    /// UYUNI client against the in-process simulator.
+    Uyuni {
+        /// Fewer iterations, for a quick look.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))
 }
 
 /// Run `spm bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
-    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let report = match args.name.as_str() {
-        "uyuni" => {
-            let mut p = crate::bench::uyuni::BenchParams::default();
-            if args.quick {
+    let figures = match args.which {
+        Which::Api {
+            items,
+            clients,
+            requests,
+        } => {
+            let d = bench::api::Options::default();
+            bench::api::run(&bench::api::Options {
+                items,
+                clients: clients.max(1),
+                requests: requests.max(1),
+                ..d
+            })?
+        }
+        Which::Host => bench::host::run()?,
+        Which::Notify => {
+            runtime()?.block_on(bench::notify::run(bench::notify::BenchParams::default()))?
+        }
+        Which::Lab => runtime()?.block_on(bench::lab::run())?,
+        Which::Uyuni { quick } => {
+            let mut p = bench::uyuni::BenchParams::default();
+            if quick {
                 p.calls_fast = 500;
                 p.rounds_slow = 10;
             }
-            rt.block_on(crate::bench::uyuni::run(p))?
+            runtime()?.block_on(bench::uyuni::run(p))?
         }
-        "lab" => rt.block_on(crate::bench::lab::run())?,
-        other => anyhow::bail!(
-            "unknown benchmark {other:?}; known: {}",
-            crate::bench::NAMES.join(", ")
-        ),
     };
-    println!("{report}");
+    if args.json {
+        println!("{figures}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    }
     Ok(Outcome::Ok)
 }

@@ -10,15 +10,23 @@
 pub mod config;
 pub mod db;
 pub mod gen_config;
+pub mod notify;
+pub mod serve;
+pub mod token;
 pub mod lab;
 
 use std::path::PathBuf;
+pub mod bench;
+pub mod check;
+pub mod spec;
+pub mod types;
+
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-pub mod bench;
+pub mod ansible;
 pub mod sim;
 
 /// What a command reports when it did not fail: success, or a well-formed "no".
@@ -123,12 +131,25 @@ pub enum Command {
     GenConfig(gen_config::GenConfigArgs),
     /// Show the effective configuration (secrets redacted).
     Config(config::ConfigArgs),
+    /// Check Lua scripts: headers, syntax, contracts, lints.
+    Check(check::Args),
+    /// Write LuaLS definitions (scripts/types/spm.meta.lua) and .luarc.json.
+    Types(types::Args),
+    /// Run script specs (tests/specs).
+    Spec(spec::Args),
+    /// Run Ansible playbooks with spm's executor.
+    Ansible(ansible::AnsibleArgs),
+    /// Run the service: HTTP API, metrics, health probes.
+    Serve(serve::ServeArgs),
+    /// Manage API tokens.
+    Token(token::TokenArgs),
+    Bench(bench::BenchArgs),
     /// Real throwaway Debian test systems (root only): up, down, status.
     Lab(lab::LabArgs),
     /// Serve a simulated UYUNI (XML-RPC, metrics) on loopback.
     Sim(sim::SimArgs),
-    /// Run a named benchmark and print one JSON object.
-    Bench(bench::BenchArgs),
+    /// Notifications: test the channels, list and read.
+    Notify(notify::NotifyArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -168,8 +189,17 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Db(args) => db::run(args, &cli.globals),
         Command::GenConfig(args) => gen_config::run(args, &cli.globals),
         Command::Config(args) => config::run(args, &cli.globals),
+        Command::Check(a) => check::run(a),
+        Command::Types(a) => types::run(a),
+        Command::Spec(a) => spec::run(a),
+        Command::Ansible(args) => {
+            ansible::run(args, crate::services::ansible::AnsibleConfig::default())
+        }
+        Command::Notify(args) => notify::run(args, &cli.globals),
+        Command::Serve(args) => serve::run(args, &cli.globals),
+        Command::Token(args) => token::run(args, &cli.globals),
+        Command::Bench(args) => bench::run(args),
         Command::Lab(args) => lab::run(args, &cli.globals),
         Command::Sim(args) => sim::run(args),
-        Command::Bench(args) => bench::run(args),
     }
 }

@@ -23,6 +23,14 @@ pub const FILES: &[(&str, &str)] = &[
         "0002_views.sql",
         include_str!("../../migrations/0002_views.sql"),
     ),
+    (
+        "0003_notification_details.sql",
+        include_str!("../../migrations/0003_notification_details.sql"),
+    ),
+    (
+        "0004_api_indexes.sql",
+        include_str!("../../migrations/0004_api_indexes.sql"),
+    ),
 ];
 
 /// The migration set as rusqlite_migration sees it.

@@ -7,9 +7,17 @@
 //! (CLI, tests) use the `*_blocking` variants.
 
 pub mod audit;
+pub mod fixtures;
 pub mod migrations;
+pub mod notifications;
 pub mod queue;
+pub mod queue_view;
+pub mod script_kv;
+pub mod script_versions;
+pub mod stats;
 pub mod status;
+pub mod tokens;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
