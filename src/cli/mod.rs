@@ -10,10 +10,10 @@
 pub mod config;
 pub mod db;
 pub mod gen_config;
+pub mod lab;
 pub mod notify;
 pub mod serve;
 pub mod token;
-pub mod lab;
 
 use std::path::PathBuf;
 pub mod bench;

@@ -161,7 +161,11 @@ pub fn run(args: SimArgs) -> anyhow::Result<Outcome> {
         handle.shutdown().await;
         if lab.is_some() {
             let left = crate::lab::teardown();
-            anyhow::ensure!(left.is_empty(), "lab teardown left behind: {}", left.join("; "));
+            anyhow::ensure!(
+                left.is_empty(),
+                "lab teardown left behind: {}",
+                left.join("; ")
+            );
         }
         Ok(Outcome::Ok)
     })

@@ -587,8 +587,19 @@ async fn system_metrics(State(sh): State<Arc<Shared>>, Path(id): Path<String>) -
             Err(e) => Err(e),
         };
         return match scraped {
-            Ok(body) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response(),
-            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("lab system {name}: {e}\n")).into_response(),
+            Ok(body) => (
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                body,
+            )
+                .into_response(),
+            Err(e) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("lab system {name}: {e}\n"),
+            )
+                .into_response(),
         };
     }
     let mut w = sh.world.lock().unwrap_or_else(|e| e.into_inner());
