@@ -8,7 +8,13 @@
 //!
 //! Everything lives under fixed `spm`-prefixed names (`/run/spm-lab/`, namespaces
 //! `spm-lab-*`), so `Lab::down`, a dropped [`Lab`] handle, `spm lab down` and the cleanup at
-//! the start of every `up` all find and remove the same things. Root only.
+//! the start of every `up` all find and remove the same things. One lab per machine: an
+//! API user (test, bench, `spm sim --lab`) holds `/run/spm-lab.lock` while its lab runs, and
+//! `Lab::up` replaces a lab left by `spm lab up`. Root only.
+//!
+//! Networking never touches the host's namespace: the bridge lives in the `spm-lab-hub`
+//! namespace with the repository server; the host reaches systems by entering their
+//! namespaces (`nsenter` for scripts, `ip netns exec` for metrics scrapes).
 
 mod cleanup;
 mod cmd;
