@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod host;
+pub mod lab;
 pub mod notify;
 pub mod uyuni;
 

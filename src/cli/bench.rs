@@ -36,7 +36,9 @@ enum Which {
     Host,
     /// Notifications: raise and delivery throughput.
     Notify,
-    /// UYUNI client against the simulator: calls/s and overhead over the latency floor.
+    /// Lab (root only): boot time, one real patch-test cycle, 4 cycles in parallel.
+    Lab,
+    /// UYUNI client against the in-process simulator.
     Uyuni {
         /// Fewer iterations, for a quick look.
         #[arg(long)]
@@ -68,6 +70,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         Which::Notify => {
             runtime()?.block_on(bench::notify::run(bench::notify::BenchParams::default()))?
         }
+        Which::Lab => runtime()?.block_on(bench::lab::run())?,
         Which::Uyuni { quick } => {
             let mut p = bench::uyuni::BenchParams::default();
             if quick {

@@ -13,6 +13,7 @@ pub mod check;
 pub mod config;
 pub mod db;
 pub mod gen_config;
+pub mod lab;
 pub mod notify;
 pub mod serve;
 pub mod sim;
@@ -141,10 +142,12 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Run a named benchmark and print one JSON object.
     Bench(bench::BenchArgs),
-    /// Notifications: test the channels, list and read.
-    Notify(notify::NotifyArgs),
+    /// Real throwaway Debian test systems (root only): up, down, status.
+    Lab(lab::LabArgs),
     /// Serve a simulated UYUNI (XML-RPC, metrics) on loopback.
     Sim(sim::SimArgs),
+    /// Notifications: test the channels, list and read.
+    Notify(notify::NotifyArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -195,5 +198,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Token(args) => token::run(args, &cli.globals),
         Command::Sim(args) => sim::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Lab(args) => lab::run(args, &cli.globals),
     }
 }
