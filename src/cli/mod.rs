@@ -17,7 +17,11 @@ pub enum Outcome {
 
 /// Top-level command line.
 #[derive(Debug, Parser)]
-#[command(name = "spm", version, about = "Security patch manager for UYUNI-managed Linux fleets")]
+#[command(
+    name = "spm",
+    version,
+    about = "Security patch manager for UYUNI-managed Linux fleets"
+)]
 pub struct Cli {
     /// Configuration file (TOML). Default: ./spm.toml when present.
     #[arg(long, global = true, env = "SPM_CONFIG")]

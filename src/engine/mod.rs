@@ -1,3 +1,4 @@
 //! Orchestration: sync, scoring, queue, test engine, approvals, policy runs, compliance.
 
+pub mod score;
 pub mod state;

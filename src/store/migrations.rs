@@ -9,8 +9,14 @@ use super::StoreError;
 
 /// The embedded migration files, in order. Add new files at the end; never edit old ones.
 pub const FILES: &[(&str, &str)] = &[
-    ("0001_core.sql", include_str!("../../migrations/0001_core.sql")),
-    ("0002_views.sql", include_str!("../../migrations/0002_views.sql")),
+    (
+        "0001_core.sql",
+        include_str!("../../migrations/0001_core.sql"),
+    ),
+    (
+        "0002_views.sql",
+        include_str!("../../migrations/0002_views.sql"),
+    ),
 ];
 
 /// The migration set as rusqlite_migration sees it.
@@ -30,7 +36,7 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             path.display()
         )));
     }
-    migrations().to_latest(conn).map_err(|e| {
-        StoreError::Open(format!("cannot migrate database {}: {e}", path.display()))
-    })
+    migrations()
+        .to_latest(conn)
+        .map_err(|e| StoreError::Open(format!("cannot migrate database {}: {e}", path.display())))
 }

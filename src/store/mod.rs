@@ -59,7 +59,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.inner.path).finish()
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
     }
 }
 
@@ -135,7 +137,10 @@ impl Store {
     }
 
     /// Run `f` with a read connection.
-    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    pub fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
         if self.inner.path == Path::new(":memory:") {
             // An in-memory database exists only on the writer connection.
             let conn = self
@@ -209,10 +214,15 @@ fn open_err(path: &Path, e: rusqlite::Error) -> StoreError {
         }
         _ => "check the file",
     };
-    StoreError::Open(format!("cannot open database {}: {e} ({hint})", path.display()))
+    StoreError::Open(format!(
+        "cannot open database {}: {e} ({hint})",
+        path.display()
+    ))
 }
 
 /// Current time as the store's timestamp text (RFC 3339 UTC, milliseconds).
 pub fn now_ts() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
