@@ -6,7 +6,10 @@
 //! [`Store::write`], which run the closure on tokio's blocking pool; synchronous callers
 //! (CLI, tests) use the `*_blocking` variants.
 
+pub mod errata;
 pub mod migrations;
+pub mod sync_runs;
+pub mod systems;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
