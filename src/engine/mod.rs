@@ -2,3 +2,4 @@
 
 pub mod score;
 pub mod state;
+pub mod sync;
