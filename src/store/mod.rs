@@ -6,8 +6,11 @@
 //! [`Store::write`], which run the closure on tokio's blocking pool; synchronous callers
 //! (CLI, tests) use the `*_blocking` variants.
 
+pub mod audit;
 pub mod errata;
 pub mod migrations;
+pub mod queue;
+pub mod status;
 pub mod sync_runs;
 pub mod systems;
 
@@ -91,6 +94,15 @@ impl Store {
         }
         let mut writer = Connection::open(path).map_err(|e| open_err(path, e))?;
         configure(&writer).map_err(|e| open_err(path, e))?;
+        // Refuse a corrupt file or a newer schema before anything writes to the file
+        // (switching to WAL rewrites the header).
+        let version: i64 = writer
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| open_err(path, e))?;
+        let known = migrations::FILES.len() as i64;
+        if version > known {
+            return Err(migrations::newer_error(path, version, known));
+        }
         writer
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
             .map_err(|e| open_err(path, e))?;
@@ -204,7 +216,7 @@ impl Store {
     }
 }
 
-fn open_err(path: &Path, e: rusqlite::Error) -> StoreError {
+pub(crate) fn open_err(path: &Path, e: rusqlite::Error) -> StoreError {
     let hint = match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => {
             "another process holds a lock on it; stop it or wait"
@@ -212,9 +224,9 @@ fn open_err(path: &Path, e: rusqlite::Error) -> StoreError {
         Some(rusqlite::ErrorCode::NotADatabase) | Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
             "it is not a valid spm database; restore it from a backup or point --database elsewhere"
         }
-        Some(rusqlite::ErrorCode::CannotOpen) | Some(rusqlite::ErrorCode::PermissionDenied) => {
-            "check the path and its permissions"
-        }
+        Some(rusqlite::ErrorCode::CannotOpen)
+        | Some(rusqlite::ErrorCode::PermissionDenied)
+        | Some(rusqlite::ErrorCode::ReadOnly) => "check the path and its permissions",
         _ => "check the file",
     };
     StoreError::Open(format!(
@@ -225,7 +237,5 @@ fn open_err(path: &Path, e: rusqlite::Error) -> StoreError {
 
 /// Current time as the store's timestamp text (RFC 3339 UTC, milliseconds).
 pub fn now_ts() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+
 }
