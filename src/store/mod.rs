@@ -237,5 +237,24 @@ pub(crate) fn open_err(path: &Path, e: rusqlite::Error) -> StoreError {
 
 /// Current time as the store's timestamp text (RFC 3339 UTC, milliseconds).
 pub fn now_ts() -> String {
+    format_ts(chrono::Utc::now())
+}
 
+/// A time as the store's timestamp text (RFC 3339 UTC, milliseconds), the same format as
+/// the schema's `strftime('%Y-%m-%dT%H:%M:%fZ','now')`, so text comparison orders by time.
+pub fn format_ts(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Read a status column into its state-machine enum; an unknown text (impossible behind
+/// the CHECK constraints, but never a panic) becomes a conversion error.
+pub(crate) fn status_col<S>(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<S>
+where
+    S: std::str::FromStr,
+    S::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = row.get(idx)?;
+    text.parse::<S>().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
