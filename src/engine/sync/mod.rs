@@ -23,6 +23,7 @@
 
 pub mod normalize;
 pub mod source;
+pub mod uyuni_source;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
