@@ -302,8 +302,7 @@ impl UyuniClient {
     pub async fn logout(&self) -> Result<(), UyuniError> {
         let key = self.inner.session.lock().await.take();
         if let Some(key) = key {
-            self.call_once("auth.logout", &[Value::String(key)], CallKind::Write)
-                .await?;
+            self.call_once("auth.logout", &[Value::String(key)]).await?;
         }
         Ok(())
     }
@@ -393,7 +392,7 @@ impl UyuniClient {
     ) -> Result<Value, UyuniError> {
         let mut attempt = 0u32;
         loop {
-            let result = self.call_once(method, params, kind).await;
+            let result = self.call_once(method, params).await;
             match result {
                 Err(e) if attempt < self.inner.retries && e.may_retry(kind) => {
                     let delay = self
@@ -411,13 +410,7 @@ impl UyuniClient {
     }
 
     /// One HTTP round trip, under the concurrency limit and the timeout.
-    async fn call_once(
-        &self,
-        method: &str,
-        params: &[Value],
-        kind: CallKind,
-    ) -> Result<Value, UyuniError> {
-        let _ = kind;
+    async fn call_once(&self, method: &str, params: &[Value]) -> Result<Value, UyuniError> {
         let body = xmlrpc::encode_call_parts(method, params).map_err(|e| UyuniError::Encode {
             method: method.to_string(),
             message: e.to_string(),

@@ -163,13 +163,96 @@ fn is_tls_error(e: &reqwest::Error) -> bool {
         if err.downcast_ref::<rustls::Error>().is_some() {
             return true;
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && inner.downcast_ref::<rustls::Error>().is_some()
-        {
-            return true;
+        // `io::Error::source` skips the wrapped error itself, and connectors nest io
+        // errors (Other → InvalidData → rustls::Error): unwrap them explicitly.
+        let mut io = err.downcast_ref::<std::io::Error>();
+        while let Some(inner) = io.and_then(std::io::Error::get_ref) {
+            if inner.downcast_ref::<rustls::Error>().is_some() {
+                return true;
+            }
+            io = inner.downcast_ref::<std::io::Error>();
         }
         cur = err.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport(connect: bool) -> UyuniError {
+        UyuniError::Transport {
+            method: "m".into(),
+            message: "x".into(),
+            connect,
+        }
+    }
+
+    #[test]
+    fn retry_policy() {
+        let timeout = UyuniError::Timeout {
+            method: "m".into(),
+            after: Duration::from_secs(1),
+        };
+        let http = |status| UyuniError::Http {
+            method: "m".into(),
+            status,
+            excerpt: String::new(),
+        };
+        let fault = UyuniError::Fault {
+            method: "m".into(),
+            code: 2600,
+            string: "Invalid errata".into(),
+        };
+        let tls = UyuniError::Tls {
+            method: "m".into(),
+            message: "bad cert".into(),
+        };
+        // Reads: transient failures are retried, answers are not.
+        assert!(transport(false).may_retry(CallKind::Read));
+        assert!(timeout.may_retry(CallKind::Read));
+        assert!(http(503).may_retry(CallKind::Read));
+        assert!(!http(500).may_retry(CallKind::Read));
+        assert!(!http(404).may_retry(CallKind::Read));
+        assert!(!fault.may_retry(CallKind::Read));
+        assert!(!tls.may_retry(CallKind::Read));
+        // Writes: only when no connection was made.
+        assert!(transport(true).may_retry(CallKind::Write));
+        assert!(!transport(false).may_retry(CallKind::Write));
+        assert!(!timeout.may_retry(CallKind::Write));
+        assert!(!http(503).may_retry(CallKind::Write));
+        assert!(!tls.may_retry(CallKind::Write));
+    }
+
+    #[test]
+    fn session_faults_are_recognised() {
+        let f = |code, s: &str| UyuniError::Fault {
+            method: "m".into(),
+            code,
+            string: s.into(),
+        };
+        assert!(
+            f(
+                -1,
+                "com.redhat.rhn.common.hibernate.LookupException: Could not find session with id: 3"
+            )
+            .is_session_fault()
+        );
+        assert!(
+            f(
+                -1,
+                "com.redhat.rhn.domain.session.InvalidSessionIdException: Session id: 3 is not valid."
+            )
+            .is_session_fault()
+        );
+        assert!(
+            !f(
+                -1,
+                "unhandled internal exception: Could not find action with id: 9"
+            )
+            .is_session_fault()
+        );
+        assert!(!f(2950, "session").is_session_fault());
+    }
 }

@@ -386,10 +386,13 @@ impl<'a> Parser<'a> {
                         return Err(self.err(DecodeErrorKind::UnknownEntity(cut(&r))));
                     }
                 }
-                Event::DocType(_) => {
-                    return Err(self.err(DecodeErrorKind::NotXmlRpc(
-                        "document type declarations are not accepted".to_string(),
-                    )));
+                Event::DocType(d) => {
+                    let what = if d.trim_start().to_ascii_lowercase().starts_with("html") {
+                        "an HTML page instead of XML-RPC"
+                    } else {
+                        "document type declarations are not accepted"
+                    };
+                    return Err(self.err(DecodeErrorKind::NotXmlRpc(what.to_string())));
                 }
                 Event::Comment(_) | Event::PI(_) | Event::Decl(_) => continue,
                 Event::Eof => Item::Eof,

@@ -16,12 +16,13 @@ use super::{Fault, MethodCall, MethodResponse};
 pub enum EncodeError {
     /// A character that XML 1.0 forbids (most control characters); send such data as
     /// base64 instead.
-    #[error("character U+{code:04X} cannot appear in XML (in {context:?})")]
+    #[error("character U+{code:04X} at character {index} of a string cannot appear in XML")]
     InvalidChar {
         /// The code point.
         code: u32,
-        /// The start of the offending string.
-        context: String,
+        /// Its index (in characters) in the string. The string itself is not quoted:
+        /// it may be a password.
+        index: usize,
     },
     /// NaN or an infinity.
     #[error("double {0} has no XML-RPC representation")]
@@ -169,7 +170,7 @@ fn plain_double(d: f64) -> String {
 }
 
 fn push_escaped(out: &mut String, s: &str) -> Result<(), EncodeError> {
-    for c in s.chars() {
+    for (index, c) in s.chars().enumerate() {
         match c {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
@@ -180,7 +181,7 @@ fn push_escaped(out: &mut String, s: &str) -> Result<(), EncodeError> {
             c => {
                 return Err(EncodeError::InvalidChar {
                     code: u32::from(c),
-                    context: s.chars().take(40).collect(),
+                    index,
                 });
             }
         }

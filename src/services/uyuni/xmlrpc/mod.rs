@@ -38,6 +38,16 @@ pub struct Fault {
     pub string: String,
 }
 
+impl Fault {
+    /// A fault with this code and string.
+    pub fn new(code: i64, string: impl Into<String>) -> Self {
+        Fault {
+            code,
+            string: string.into(),
+        }
+    }
+}
+
 /// A decoded `methodResponse`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MethodResponse {
