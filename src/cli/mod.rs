@@ -17,6 +17,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+pub mod sim;
+
 /// What a command reports when it did not fail: success, or a well-formed "no".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -119,6 +121,8 @@ pub enum Command {
     GenConfig(gen_config::GenConfigArgs),
     /// Show the effective configuration (secrets redacted).
     Config(config::ConfigArgs),
+    /// Serve a simulated UYUNI (XML-RPC, metrics) on loopback.
+    Sim(sim::SimArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -154,5 +158,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Db(args) => db::run(args, &cli.globals),
         Command::GenConfig(args) => gen_config::run(args, &cli.globals),
         Command::Config(args) => config::run(args, &cli.globals),
+        Command::Sim(args) => sim::run(args),
     }
 }

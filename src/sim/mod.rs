@@ -4,3 +4,13 @@
 pub mod evr;
 pub mod model;
 pub mod shell;
+pub mod actions;
+pub mod clock;
+pub mod fleet;
+pub mod handlers;
+pub mod metrics;
+pub mod world;
+pub mod faults;
+pub mod server;
+
+pub use server::{FleetSource, SimHandle, SimOptions, SimServer};

@@ -456,6 +456,10 @@ pub struct System {
     pub units: BTreeMap<String, UnitState>,
     /// Base CPU busy fraction.
     pub cpu_busy: f64,
+    /// CPU busy fraction added by applied errata.
+    pub cpu_raised: f64,
+    /// Memory added by applied errata, bytes (survives reboots).
+    pub mem_raised: u64,
     /// Total memory, bytes.
     pub mem_total: u64,
     /// Memory in use, bytes.
