@@ -20,7 +20,6 @@
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
-use regex::Regex;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
