@@ -119,6 +119,24 @@ impl Default for AutoQueueRule {
     }
 }
 
+impl From<&crate::config::QueueConfig> for AutoQueueRule {
+    fn from(c: &crate::config::QueueConfig) -> Self {
+        use crate::config::Severity;
+        Self {
+            enabled: c.auto_queue,
+            types: c.auto_queue_types.clone(),
+            min_severity: match c.auto_queue_min_severity {
+                Severity::Unknown => "unknown",
+                Severity::Low => "low",
+                Severity::Medium => "medium",
+                Severity::High => "high",
+                Severity::Critical => "critical",
+            }
+            .to_string(),
+        }
+    }
+}
+
 /// Rank of a severity, higher is more severe; `None` for an unknown label.
 pub fn severity_rank(s: &str) -> Option<u8> {
     match s {

@@ -143,6 +143,30 @@ impl Default for ScoreConfig {
     }
 }
 
+impl From<&crate::config::ScoreConfig> for ScoreConfig {
+    /// The weights and patterns of the global configuration; the settings it does not have
+    /// (`unknown_packages_penalty`, `reboot_suggested_counts`) keep their defaults.
+    fn from(c: &crate::config::ScoreConfig) -> Self {
+        Self {
+            kernel_penalty: i64::from(c.kernel_penalty),
+            reboot_penalty: i64::from(c.reboot_penalty),
+            config_penalty: i64::from(c.config_penalty),
+            dependency_penalty_per: i64::from(c.dependency_penalty_per),
+            dependency_penalty_max: i64::from(c.dependency_penalty_max),
+            size_penalty_per_mb: f64::from(c.size_penalty_per_mb),
+            size_penalty_max: i64::from(c.size_penalty_max),
+            history_penalty_max: i64::from(c.history_penalty_max),
+            min_tests_for_history: i64::from(c.min_tests_for_history),
+            small_patch_bonus: i64::from(c.small_patch_bonus),
+            small_patch_threshold_kb: i64::try_from(c.small_patch_threshold_kb).unwrap_or(i64::MAX),
+            kernel_patterns: c.kernel_patterns.clone(),
+            reboot_patterns: c.reboot_patterns.clone(),
+            config_patterns: c.config_patterns.clone(),
+            ..Self::default()
+        }
+    }
+}
+
 /// A pattern in the score configuration that is not a valid regular expression.
 #[derive(Debug, thiserror::Error)]
 #[error("score.{list}[{index}]: invalid regular expression {pattern:?}: {source}")]
@@ -655,6 +679,12 @@ mod tests {
         .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("score.config_patterns[1]"), "{msg}");
+    }
+
+    #[test]
+    fn global_config_defaults_map_to_the_same_weights() {
+        let from_global = ScoreConfig::from(&crate::config::ScoreConfig::default());
+        assert_eq!(from_global, ScoreConfig::default());
     }
 
     #[test]

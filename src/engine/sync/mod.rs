@@ -102,6 +102,25 @@ impl Default for SyncConfig {
     }
 }
 
+impl From<&crate::config::SyncConfig> for SyncConfig {
+    /// The `[sync]` section of the global configuration; settings it does not have keep
+    /// their defaults.
+    fn from(c: &crate::config::SyncConfig) -> Self {
+        Self {
+            interval_s: c.interval_secs,
+            scope: match c.scope {
+                crate::config::SyncScope::Test => SyncScope::Test,
+                crate::config::SyncScope::Production => SyncScope::Production,
+                crate::config::SyncScope::All => SyncScope::All,
+            },
+            test_group_prefix: c.test_group_prefix.clone(),
+            concurrency: usize::try_from(c.concurrency).unwrap_or(1).max(1),
+            fetch_packages: c.fetch_packages,
+            ..Self::default()
+        }
+    }
+}
+
 /// Stages reported to a [`SyncObserver`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
