@@ -473,10 +473,13 @@ async fn deadline_cancels_queued_actions_and_reports_pending() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(run.timed_out);
     assert!(run.cancelled);
-    assert!(matches!(
+    // Recorded before the cancellation: it was still queued.
+    assert_eq!(
         run.systems[&98].outcome,
-        SystemOutcome::Pending { .. }
-    ));
+        SystemOutcome::Pending {
+            message: Some("Queued".into())
+        }
+    );
     assert!(run.systems[&98].result.is_none());
     assert_eq!(c.stats()["schedule.cancelActions"].requests, 1);
 
@@ -497,4 +500,28 @@ async fn deadline_cancels_queued_actions_and_reports_pending() {
     );
     // Backoff: far fewer polls than 200 ms / 5 ms.
     assert!(report.polls < 15, "{} polls", report.polls);
+}
+
+#[tokio::test]
+async fn systems_listed_nowhere_are_reported_missing_without_waiting_for_the_deadline() {
+    let srv = PyServer::start(None);
+    let c = client(srv.url("http", "/rpc/api"));
+    // Sid 97: the server lists the action's system in no state at all.
+    let action = c
+        .schedule_script_run(&[97], "root", "root", 10, "#!/bin/sh\ntrue", None)
+        .await
+        .expect("schedule");
+    let started = Instant::now();
+    let report = c
+        .wait_action(
+            action,
+            &[97],
+            WaitOptions::for_client(&c, Duration::from_secs(60)),
+        )
+        .await
+        .expect("wait");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!report.timed_out);
+    assert_eq!(report.systems[&97], SystemOutcome::Missing);
+    assert_eq!(report.polls, 3);
 }

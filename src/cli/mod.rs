@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+pub mod bench;
 pub mod queue;
 pub mod score;
 pub mod sim;
@@ -132,6 +133,8 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// The test queue: add, list, show, remove, priority.
     Queue(queue::QueueArgs),
+    /// Run a named benchmark and print one JSON object.
+    Bench(bench::BenchArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -171,5 +174,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Sync(args) => sync::run(args, &cli.globals),
         Command::Score(args) => score::run(args, &cli.globals),
         Command::Queue(args) => queue::run(args, &cli.globals),
+        Command::Bench(args) => bench::run(args),
     }
 }

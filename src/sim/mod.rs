@@ -14,3 +14,6 @@ pub mod shell;
 pub mod world;
 
 pub use server::{FleetSource, SimHandle, SimOptions, SimServer};
+
+#[cfg(test)]
+mod tests;

@@ -1319,3 +1319,60 @@ fn grep(args: &[&str], stdin: &str) -> Out {
         code,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(src: &str) -> Vec<Token> {
+        tokenize(src).unwrap()
+    }
+    fn w(s: &str) -> Token {
+        Token::Word(s.into())
+    }
+
+    #[test]
+    fn quotes_make_one_argument() {
+        assert_eq!(words("echo 'a;b' \"c && d\""), vec![w("echo"), w("a;b"), w("c && d")]);
+        assert_eq!(words("echo a\\;b"), vec![w("echo"), w("a;b")]);
+        assert_eq!(words("echo 'it'\\''s'"), vec![w("echo"), w("it's")]);
+        assert_eq!(words("echo \"x\\\"y\" '$HOME'"), vec![w("echo"), w("x\"y"), w("$HOME")]);
+        assert_eq!(words("echo ''"), vec![w("echo"), w("")]);
+    }
+
+    #[test]
+    fn operators_comments_and_redirections() {
+        assert_eq!(
+            words("#!/bin/bash\na && b || c; d | e # trailing\n"),
+            vec![
+                Token::Sep, w("a"), Token::And, w("b"), Token::Or, w("c"), Token::Sep, w("d"),
+                Token::Pipe, w("e"), Token::Sep
+            ]
+        );
+        assert_eq!(
+            words("cmd >/dev/null 2>&1"),
+            vec![w("cmd"), Token::Redir(1), w("/dev/null"), Token::Dup(2), w("1")]
+        );
+        assert_eq!(words("echo a#b"), vec![w("echo"), w("a#b")]);
+        assert!(tokenize("echo 'open").is_err());
+        assert!(tokenize("echo \"open").is_err());
+    }
+
+    #[test]
+    fn parse_errors_are_reported() {
+        assert!(parse(&words("&& echo")).is_err());
+        assert!(parse(&words("echo a &&")).is_err());
+        assert!(parse(&words("echo a | ; b")).is_err());
+        let lists = parse(&words("a && b\nc")).unwrap();
+        assert_eq!(lists.len(), 2);
+        assert_eq!(lists[0].rest.len(), 1);
+    }
+
+    #[test]
+    fn assignment_detection() {
+        assert!(is_assignment("DEBIAN_FRONTEND=noninteractive"));
+        assert!(!is_assignment("pkg=1.0"[3..].trim()));
+        assert!(!is_assignment("=x"));
+        assert!(!is_assignment("1A=x"));
+    }
+}

@@ -184,7 +184,7 @@ def schedule_list_in_progress_systems(key, aid):
     with LOCK:
         a = _action(aid)
         a["polls"] += 1
-        if a.get("cancelled"):
+        if a.get("cancelled") or 97 in a["sids"]:
             return []
         if 98 in a["sids"]:
             return [_row(s, "Queued") for s in a["sids"]]
@@ -196,7 +196,7 @@ def schedule_list_in_progress_systems(key, aid):
 def _finished(aid, failed):
     with LOCK:
         a = _action(aid)
-        if a["polls"] <= 2 or a.get("cancelled") or 98 in a["sids"] or 99 in a["sids"]:
+        if a["polls"] <= 2 or a.get("cancelled") or {97, 98, 99} & set(a["sids"]):
             return []
         rows = []
         for s in a["sids"]:

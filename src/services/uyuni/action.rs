@@ -60,6 +60,9 @@ pub enum SystemOutcome {
         /// `message`, if any.
         message: Option<String>,
     },
+    /// Listed in no state at all while nothing is in progress (the action was
+    /// cancelled elsewhere or the system deleted).
+    Missing,
 }
 
 impl SystemOutcome {
@@ -122,6 +125,10 @@ pub struct ScriptRun {
     pub cancelled: bool,
 }
 
+/// How many polls in a row may show nothing in progress while an expected system is
+/// listed nowhere before that system is reported [`SystemOutcome::Missing`].
+const MISSING_AFTER_IDLE_POLLS: u32 = 3;
+
 fn record(
     map: &mut BTreeMap<i64, SystemOutcome>,
     list: Vec<ActionSystem>,
@@ -145,6 +152,8 @@ impl UyuniClient {
         let deadline = started + opts.deadline;
         let mut interval = opts.initial.max(Duration::from_millis(1));
         let mut polls = 0u32;
+        // Consecutive polls with nothing in progress but some expected system unlisted.
+        let mut idle = 0u32;
         loop {
             polls += 1;
             let in_progress = self.list_in_progress_systems(action_id).await?;
@@ -165,7 +174,13 @@ impl UyuniClient {
                 } else {
                     expected.iter().all(|sid| systems.contains_key(sid))
                 };
-                if covered {
+                if !covered {
+                    idle += 1;
+                }
+                if covered || idle >= MISSING_AFTER_IDLE_POLLS {
+                    for sid in expected {
+                        systems.entry(*sid).or_insert(SystemOutcome::Missing);
+                    }
                     return Ok(ActionReport {
                         action_id,
                         systems,
@@ -174,6 +189,8 @@ impl UyuniClient {
                         polls,
                     });
                 }
+            } else {
+                idle = 0;
             }
             let now = Instant::now();
             if now >= deadline {
@@ -184,6 +201,8 @@ impl UyuniClient {
         }
     }
 
+    /// The deadline passed: record where every system stands, then cancel the action
+    /// if allowed (UYUNI drops the queued parts; it refuses once a system picked it up).
     async fn give_up(
         &self,
         action_id: i64,
@@ -191,8 +210,27 @@ impl UyuniClient {
         opts: WaitOptions,
         polls: u32,
     ) -> Result<ActionReport, UyuniError> {
+        let (done, failed, pending) = tokio::try_join!(
+            self.list_completed_systems(action_id),
+            self.list_failed_systems(action_id),
+            self.list_in_progress_systems(action_id),
+        )?;
+        let mut systems = BTreeMap::new();
+        for sid in expected {
+            systems.insert(*sid, SystemOutcome::Missing);
+        }
+        let still_pending = !pending.is_empty();
+        record(&mut systems, pending, |message| SystemOutcome::Pending {
+            message,
+        });
+        record(&mut systems, done, |message| SystemOutcome::Completed {
+            message,
+        });
+        record(&mut systems, failed, |message| SystemOutcome::Failed {
+            message,
+        });
         let mut cancelled = false;
-        if opts.cancel_on_timeout {
+        if opts.cancel_on_timeout && still_pending {
             match self.cancel_actions(&[action_id]).await {
                 Ok(()) => cancelled = true,
                 Err(e) if e.fault_code() == Some(10003) => {
@@ -206,24 +244,6 @@ impl UyuniClient {
                 }
             }
         }
-        let (done, failed, pending) = tokio::try_join!(
-            self.list_completed_systems(action_id),
-            self.list_failed_systems(action_id),
-            self.list_in_progress_systems(action_id),
-        )?;
-        let mut systems = BTreeMap::new();
-        for sid in expected {
-            systems.insert(*sid, SystemOutcome::Pending { message: None });
-        }
-        record(&mut systems, pending, |message| SystemOutcome::Pending {
-            message,
-        });
-        record(&mut systems, done, |message| SystemOutcome::Completed {
-            message,
-        });
-        record(&mut systems, failed, |message| SystemOutcome::Failed {
-            message,
-        });
         Ok(ActionReport {
             action_id,
             systems,

@@ -6,6 +6,7 @@
 //! entity can be defined. Text inside `<string>` and untyped `<value>` is kept exactly,
 //! whitespace included.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine as _;
@@ -256,8 +257,8 @@ fn check_body<'a>(body: &'a [u8], limits: &Limits) -> Result<&'a str, DecodeErro
 /// whitespace and is skipped by [`Parser::next_tag`].
 #[derive(Debug)]
 enum Tag {
-    Start(String),
-    End(String),
+    Start(Cow<'static, str>),
+    End(Cow<'static, str>),
 }
 
 impl fmt::Display for Tag {
@@ -270,11 +271,44 @@ impl fmt::Display for Tag {
 }
 
 /// An event flattened to owned data, so the borrow of the reader ends immediately.
-enum Item {
-    Start(String),
-    End(String),
-    Text(String),
+enum Item<'a> {
+    Start(Cow<'static, str>),
+    End(Cow<'static, str>),
+    Text(Cow<'a, str>),
     Eof,
+}
+
+/// Element names of the XML-RPC grammar as static strings, so the hot path does not
+/// allocate; anything else is copied (it is about to become an error anyway).
+fn intern(name: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 22] = [
+        "value",
+        "member",
+        "name",
+        "struct",
+        "array",
+        "data",
+        "string",
+        "i4",
+        "int",
+        "i8",
+        "boolean",
+        "double",
+        "dateTime.iso8601",
+        "base64",
+        "nil",
+        "param",
+        "params",
+        "methodResponse",
+        "methodCall",
+        "methodName",
+        "fault",
+        "ex:nil",
+    ];
+    match KNOWN.iter().find(|k| **k == name) {
+        Some(k) => Cow::Borrowed(*k),
+        None => Cow::Owned(name.to_string()),
+    }
 }
 
 struct Parser<'a> {
@@ -333,7 +367,7 @@ impl<'a> Parser<'a> {
 
     /// Next raw item; comments, PIs and the XML declaration are skipped, entity
     /// references are resolved into text.
-    fn item(&mut self) -> Result<Item, DecodeError> {
+    fn item(&mut self) -> Result<Item<'a>, DecodeError> {
         loop {
             self.last_pos = usize::try_from(self.reader.buffer_position()).unwrap_or(usize::MAX);
             let ev = match self.reader.read_event() {
@@ -361,18 +395,18 @@ impl<'a> Parser<'a> {
                 }
             };
             return Ok(match ev {
-                Event::Start(s) => Item::Start(s.name().as_ref().to_string()),
-                Event::End(e) => Item::End(e.name().as_ref().to_string()),
+                Event::Start(s) => Item::Start(intern(s.name().as_ref())),
+                Event::End(e) => Item::End(intern(e.name().as_ref())),
                 Event::Empty(s) => {
                     // Not produced with expand_empty_elements, kept for safety.
-                    Item::Start(s.name().as_ref().to_string())
+                    Item::Start(intern(s.name().as_ref()))
                 }
-                Event::Text(t) => Item::Text(t.xml10_content().into_owned()),
-                Event::CData(c) => Item::Text(c.xml10_content().into_owned()),
+                Event::Text(t) => Item::Text(t.xml10_content()),
+                Event::CData(c) => Item::Text(c.xml10_content()),
                 Event::GeneralRef(r) => {
                     if r.is_char_ref() {
                         match r.resolve_char_ref() {
-                            Ok(Some(c)) if is_xml_char(c) => Item::Text(c.to_string()),
+                            Ok(Some(c)) if is_xml_char(c) => Item::Text(Cow::Owned(c.to_string())),
                             _ => {
                                 return Err(self.err(DecodeErrorKind::Xml(format!(
                                     "invalid character reference `&{};`",
@@ -381,7 +415,7 @@ impl<'a> Parser<'a> {
                             }
                         }
                     } else if let Some(s) = resolve_predefined_entity(&r) {
-                        Item::Text(s.to_string())
+                        Item::Text(Cow::Borrowed(s))
                     } else {
                         return Err(self.err(DecodeErrorKind::UnknownEntity(cut(&r))));
                     }

@@ -1,0 +1,6 @@
+//! Benchmarks behind `spm bench <name> --json`; each prints one JSON object.
+
+pub mod uyuni;
+
+/// Names `spm bench` accepts.
+pub const NAMES: &[&str] = &["uyuni"];
