@@ -789,7 +789,11 @@ impl LoadOptions {
     pub fn from_process(file: Option<PathBuf>, overrides: Vec<(String, String)>) -> Self {
         Self {
             file,
-            env: std::env::vars().collect(),
+            // vars_os: `vars()` panics on a non-UTF-8 variable; such variables are skipped
+            // (a non-UTF-8 SPM_* value cannot be a valid setting anyway).
+            env: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
             overrides,
         }
     }
@@ -1077,6 +1081,10 @@ impl Config {
 
 fn check_url(u: &str) -> Result<(), String> {
     match reqwest::Url::parse(u) {
+        Ok(url) if url.password().is_some() => Err(
+            "the URL contains a password; put it in the matching password setting instead"
+                .to_string(),
+        ),
         Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(()),
         Ok(url) => Err(format!(
             "{u:?} has scheme {:?}; use http or https",
@@ -1154,7 +1162,7 @@ fn set_path(table: &mut toml::Table, parts: &[&str], value: toml::Value) -> Resu
 /// A toml error on `text` as a one-line error naming the file, line and key.
 fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     let offset = e.span().map(|s| s.start).unwrap_or(0).min(text.len());
-    let line = text[..offset].matches('\n').count() + 1;
+    let line = text.get(..offset).unwrap_or(text).matches('\n').count() + 1;
     ConfigError::Parse {
         path: path.to_path_buf(),
         line,
