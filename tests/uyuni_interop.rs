@@ -525,3 +525,44 @@ async fn systems_listed_nowhere_are_reported_missing_without_waiting_for_the_dea
     assert_eq!(report.systems[&97], SystemOutcome::Missing);
     assert_eq!(report.polls, 3);
 }
+
+#[tokio::test]
+async fn one_login_keep_alive_and_bounded_concurrency() {
+    let srv = PyServer::start(None);
+    let mut cfg = config(srv.url("http", "/rpc/api"));
+    cfg.max_concurrency = 2;
+    let c = UyuniClient::new(&cfg).expect("client");
+    let anon = |m: &'static str| {
+        let c = c.clone();
+        async move {
+            c.call_anonymous(m, vec![], CallKind::Read)
+                .await
+                .expect(m)
+                .as_i64()
+                .expect("int")
+        }
+    };
+
+    // Eight concurrent first calls: a single login, at most two requests in flight.
+    let calls = (0..8).map(|_| {
+        let c = c.clone();
+        async move {
+            c.call("test.sleep", vec![Value::Int(50)], CallKind::Read)
+                .await
+        }
+    });
+    for r in futures::future::join_all(calls).await {
+        assert_eq!(r.expect("sleep").as_i64(), Some(50));
+    }
+    assert_eq!(anon("test.logins").await, 1);
+    assert_eq!(anon("test.peak").await, 2);
+
+    // Sequential calls reuse the pooled connections instead of opening new ones.
+    let before = anon("test.connections").await;
+    for _ in 0..20 {
+        c.call("test.echo", vec![Value::Int(1)], CallKind::Read)
+            .await
+            .expect("echo");
+    }
+    assert_eq!(anon("test.connections").await, before);
+}

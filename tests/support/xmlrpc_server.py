@@ -22,7 +22,8 @@ from xmlrpc.server import SimpleXMLRPCDispatcher, SimpleXMLRPCRequestHandler
 
 LOCK = threading.Lock()
 SESSIONS = set()
-STATE = {"next_session": 1, "logins": 0, "next_action": 100, "actions": {}}
+STATE = {"next_session": 1, "logins": 0, "next_action": 100, "actions": {},
+         "inflight": 0, "peak": 0, "peers": set()}
 USER, PASSWORD = "admin", "s3cret<&>"
 
 
@@ -99,6 +100,28 @@ def test_all_types(key):
         "empty_array": [],
         "empty_struct": {},
     }
+
+
+def test_sleep(key, ms):
+    check(key)
+    with LOCK:
+        STATE["inflight"] += 1
+        STATE["peak"] = max(STATE["peak"], STATE["inflight"])
+    time.sleep(ms / 1000.0)
+    with LOCK:
+        STATE["inflight"] -= 1
+    return ms
+
+
+def test_peak():
+    with LOCK:
+        return STATE["peak"]
+
+
+def test_connections():
+    """Distinct client TCP connections seen so far (keep-alive reuses one)."""
+    with LOCK:
+        return len(STATE["peers"])
 
 
 def test_fault(key):
@@ -268,6 +291,8 @@ class Handler(SimpleXMLRPCRequestHandler):
 
     def do_POST(self):
         path = self.path
+        with LOCK:
+            STATE["peers"].add(self.client_address)
         if path == "/rpc/api":
             return super().do_POST()
         length = int(self.headers.get("Content-Length", "0"))
@@ -315,6 +340,9 @@ def main():
         "test.echo": test_echo,
         "test.allTypes": test_all_types,
         "test.fault": test_fault,
+        "test.sleep": test_sleep,
+        "test.peak": test_peak,
+        "test.connections": test_connections,
         "system.getDetails": system_get_details,
         "system.getRelevantErrata": system_get_relevant_errata,
         "system.scheduleScriptRun": system_schedule_script_run,

@@ -143,7 +143,7 @@ impl CallKind {
 pub struct MethodStats {
     /// HTTP round trips made (attempts, including retries).
     pub requests: u64,
-    /// Calls that ended in an error (faults included).
+    /// Attempts that ended in an error (faults included).
     pub errors: u64,
     /// Attempts that were retries.
     pub retries: u64,

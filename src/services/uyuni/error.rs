@@ -81,16 +81,6 @@ pub enum UyuniError {
         /// What was wrong, naming the field.
         message: String,
     },
-    /// Waiting for an action ran past its deadline.
-    #[error("action {action_id}: not finished within {after:?} ({detail})")]
-    ActionTimeout {
-        /// The action id.
-        action_id: i64,
-        /// The deadline.
-        after: Duration,
-        /// Whether it was cancelled, and what was still in progress.
-        detail: String,
-    },
 }
 
 impl UyuniError {
