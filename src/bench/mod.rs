@@ -1,6 +1,7 @@
 //! Benchmarks behind `spm bench <name> --json`; each prints one JSON object.
 
+pub mod sync;
 pub mod uyuni;
 
 /// Names `spm bench` accepts.
-pub const NAMES: &[&str] = &["uyuni"];
+pub const NAMES: &[&str] = &["uyuni", "sync"];
