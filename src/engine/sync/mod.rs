@@ -81,8 +81,11 @@ pub struct SyncConfig {
     pub concurrency: usize,
     /// Fetch package lists at sync time (needed for a confident Success Score).
     pub fetch_packages: bool,
-    /// Systems per `system.getRelevantErrata` call.
+    /// Systems per `system.getRelevantErrata` call. Each answer is decoded whole, so this
+    /// bounds memory: about `relevant_batch_size × relevant errata per system` structs.
     pub relevant_batch_size: usize,
+    /// `system.getRelevantErrata` batches in flight at once (memory bound as above).
+    pub relevant_batches_in_flight: usize,
     /// Lease of a running sync, seconds (renewed every third of it).
     pub lease_s: u64,
 }
@@ -96,7 +99,8 @@ impl Default for SyncConfig {
             production_group_prefix: None,
             concurrency: 10,
             fetch_packages: true,
-            relevant_batch_size: 50,
+            relevant_batch_size: 25,
+            relevant_batches_in_flight: 2,
             lease_s: 120,
         }
     }
@@ -470,10 +474,15 @@ async fn sync_cycle<S: ErrataSource>(
     );
     observer.event(&SyncEvent::Writing);
     let scorer = Arc::clone(scorer);
+    let t_write = Instant::now();
     let stale = store
         .write(move |tx| write_plan(tx, &plan, &scorer))
         .await
         .map_err(|e| format!("writing the sync result failed (nothing was saved): {e}"))?;
+    tracing::debug!(
+        elapsed_ms = t_write.elapsed().as_millis() as u64,
+        "sync written"
+    );
     Ok(Counts {
         systems: counts_base.0,
         errata: counts_base.1,
@@ -633,6 +642,7 @@ async fn collect<S: ErrataSource>(
         count: scoped.len(),
     });
 
+    let t_stage = Instant::now();
     // Relevant errata, in batches of systems.
     let ids: Vec<i64> = scoped.keys().copied().collect();
     let batch = config.relevant_batch_size.max(1);
@@ -672,7 +682,7 @@ async fn collect<S: ErrataSource>(
                     }
                 }
             })
-            .buffer_unordered(workers);
+            .buffer_unordered(config.relevant_batches_in_flight.clamp(1, workers));
         while let Some(results) = stream.next().await {
             for (id, r) in results {
                 match r {
@@ -694,6 +704,13 @@ async fn collect<S: ErrataSource>(
         );
     }
 
+    tracing::debug!(
+        elapsed_ms = t_stage.elapsed().as_millis() as u64,
+        systems = found.per_system.len(),
+        advisories = found.overviews.len(),
+        "relevant errata collected"
+    );
+    let t_stage = Instant::now();
     // What needs fetching.
     let known = store
         .read(errata_store::known)
@@ -776,6 +793,11 @@ async fn collect<S: ErrataSource>(
         }
     }
 
+    tracing::debug!(
+        elapsed_ms = t_stage.elapsed().as_millis() as u64,
+        calls = total_calls,
+        "advisory details fetched"
+    );
     // Validate and prepare.
     let mut prepared = Vec::with_capacity(fetch.len());
     let mut excluded: HashSet<u32> = HashSet::new();
