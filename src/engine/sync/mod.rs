@@ -18,6 +18,10 @@
 //!    Score) for new or changed (advisory, OS) pairs;
 //! 6. the run ends `ok`, `partial` (with every failure and its reason) or `failed`.
 //!
+//! Relevance is per OS, not per scope: a sync marks stale what the systems *it* covers no
+//! longer need, so switching `scope` from `all` to `test` makes production-only advisories
+//! stale (they are kept, and come back on the next sync that covers them).
+//!
 //! Bad data from UYUNI (an advisory without a name or type, an unparsable date, a package
 //! with an invalid version) is reported and that advisory skipped; the rest is kept.
 
