@@ -90,6 +90,9 @@ pub struct SyncConfig {
     pub relevant_batch_size: usize,
     /// `system.getRelevantErrata` batches in flight at once (memory bound as above).
     pub relevant_batches_in_flight: usize,
+    /// Target relevant-errata entries per `system.getRelevantErrata` answer; after the
+    /// first answers the batch shrinks so dense fleets stay within memory.
+    pub relevant_entries_per_call: usize,
     /// Lease of a running sync, seconds (renewed every third of it).
     pub lease_s: u64,
 }
@@ -105,6 +108,7 @@ impl Default for SyncConfig {
             fetch_packages: true,
             relevant_batch_size: 25,
             relevant_batches_in_flight: 2,
+            relevant_entries_per_call: 20_000,
             lease_s: 120,
         }
     }
@@ -647,13 +651,35 @@ async fn collect<S: ErrataSource>(
     });
 
     let t_stage = Instant::now();
-    // Relevant errata, in batches of systems.
+    // Relevant errata, in batches of systems. Each answer is decoded whole, so the batch
+    // size adapts to the density seen so far: about `relevant_entries_per_call` entries
+    // per call, never more than `relevant_batch_size` systems.
     let ids: Vec<i64> = scoped.keys().copied().collect();
-    let batch = config.relevant_batch_size.max(1);
+    let max_batch = config.relevant_batch_size.max(1);
+    let in_flight = config.relevant_batches_in_flight.clamp(1, workers);
     let mut found = Found::default();
     let mut failed_systems: Vec<(i64, String)> = Vec::new();
-    {
-        let mut stream = futures::stream::iter(ids.chunks(batch).map(<[i64]>::to_vec))
+    let mut next = 0usize;
+    let (mut seen_systems, mut seen_entries) = (0usize, 0usize);
+    while next < ids.len() {
+        // The first call probes the density with a few systems, alone.
+        let first = seen_systems == 0 && failed_systems.is_empty();
+        let batch = if first {
+            max_batch.min(4)
+        } else {
+            let per_system = (seen_entries / seen_systems).max(1);
+            (config.relevant_entries_per_call / per_system).clamp(1, max_batch)
+        };
+        let mut chunks = Vec::with_capacity(in_flight);
+        for _ in 0..if first { 1 } else { in_flight } {
+            if next >= ids.len() {
+                break;
+            }
+            let end = (next + batch).min(ids.len());
+            chunks.push(ids[next..end].to_vec());
+            next = end;
+        }
+        let mut stream = futures::stream::iter(chunks)
             .map(|chunk| async move {
                 calls.count(method::RELEVANT);
                 match source.relevant_errata_batch(&chunk).await {
@@ -680,17 +706,21 @@ async fn collect<S: ErrataSource>(
                                     source.relevant_errata(id).await.map_err(|e| e.to_string()),
                                 )
                             })
-                            .buffer_unordered(workers)
+                            .buffer_unordered(in_flight)
                             .collect::<Vec<_>>()
                             .await
                     }
                 }
             })
-            .buffer_unordered(config.relevant_batches_in_flight.clamp(1, workers));
+            .buffer_unordered(in_flight);
         while let Some(results) = stream.next().await {
             for (id, r) in results {
                 match r {
-                    Ok(list) => found.add(id, list, failures),
+                    Ok(list) => {
+                        seen_systems += 1;
+                        seen_entries += list.len();
+                        found.add(id, list, failures);
+                    }
                     Err(e) => failed_systems.push((id, e)),
                 }
             }
