@@ -198,6 +198,9 @@ pub async fn run(p: SyncBenchParams) -> anyhow::Result<serde_json::Value> {
         .context("re-sync")?;
     let rewall = t1.elapsed().as_secs_f64();
     let peak = proc_status_kb("VmHWM:");
+    let pairs = store
+        .read_blocking(crate::store::errata::system_pair_count)
+        .context("counting relevance pairs")?;
     let sim_total = sim.stats();
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -219,6 +222,7 @@ pub async fn run(p: SyncBenchParams) -> anyhow::Result<serde_json::Value> {
         "workers": p.workers,
         "systems_synced": first.summary.systems_total,
         "errata_relevant": first.summary.errata_total,
+        "relevance_pairs": pairs,
         "security_advisories": security,
         "wall_s": round3(wall),
         "floor_s": round3(floor),

@@ -463,6 +463,11 @@ pub fn cves(conn: &Connection, advisory: &str) -> StoreResult<Vec<String>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Number of (advisory, system) relevance rows.
+pub fn system_pair_count(conn: &Connection) -> StoreResult<i64> {
+    Ok(conn.query_row("SELECT count(*) FROM errata_systems", [], |r| r.get(0))?)
+}
+
 /// Per-OS relevance of an advisory.
 pub fn relevance(conn: &Connection, advisory: &str) -> StoreResult<Vec<Relevance>> {
     let mut st = conn.prepare_cached(
