@@ -36,7 +36,8 @@ fi
 
 if ! command -v stylua >/dev/null 2>&1; then
     step "installing stylua"
-    cargo install stylua --locked
+    # The npm package ships prebuilt binaries; building from crates.io is the fallback.
+    npm install -g @johnnymorganz/stylua-bin >/dev/null 2>&1 || cargo install stylua --locked
 fi
 
 step "cargo fmt --check"

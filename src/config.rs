@@ -744,6 +744,33 @@ pub struct NotifyConfig {
     pub webhook_min_severity: NotifySeverity,
     /// Delivery retries.
     pub retry: NotifyRetryConfig,
+    /// Send the daily digest at `digest_time`.
+    pub digest_enabled: bool,
+    /// Routing per event type (`[notify.routes.test_failed]`); `default` for the rest.
+    pub routes: BTreeMap<String, NotifyRouteConfig>,
+}
+
+/// `[notify.routes.<event>]`: where one event type goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyRouteConfig {
+    /// Deliver this event at all (the dashboard row is always written).
+    pub enabled: bool,
+    /// Channels: `email`, `webhook`.
+    pub channels: Vec<String>,
+    /// Lowest severity delivered; replaces `email_min_severity` / `webhook_min_severity`
+    /// for this event when set.
+    pub min_severity: Option<NotifySeverity>,
+}
+
+impl Default for NotifyRouteConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            channels: vec!["email".into(), "webhook".into()],
+            min_severity: None,
+        }
+    }
 }
 
 impl Default for NotifyConfig {
@@ -757,6 +784,8 @@ impl Default for NotifyConfig {
             email_min_severity: NotifySeverity::Warning,
             webhook_min_severity: NotifySeverity::Info,
             retry: NotifyRetryConfig::default(),
+            digest_enabled: true,
+            routes: BTreeMap::new(),
         }
     }
 }

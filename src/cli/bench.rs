@@ -1,63 +1,114 @@
-//! `spm bench <name> --json`: run a named benchmark and print one JSON object.
+//! `spm bench <name> [options] [--json]`: run a benchmark and print its figures as one JSON
+//! object. Each benchmark is a subcommand with its own options.
 
-use anyhow::Context as _;
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::Outcome;
+use crate::bench;
 
 /// Arguments of `spm bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Benchmark name (`uyuni`).
-    pub name: String,
-    /// Print JSON (the only format; accepted for symmetry with read commands).
-    #[arg(long)]
-    pub json: bool,
-    /// Fewer iterations, for a quick look.
-    #[arg(long)]
-    pub quick: bool,
-    /// `sync`: relevant errata (small fleets) or catalogue size (default 634).
-    #[arg(long)]
-    pub errata: Option<usize>,
-    /// `sync`: systems in scope (default 2).
-    #[arg(long)]
-    pub systems: Option<usize>,
-    /// `sync`: simulated latency per call in ms (default 50).
-    #[arg(long)]
-    pub latency_ms: Option<u64>,
-    /// `sync`: UYUNI calls in flight (default 10).
-    #[arg(long)]
-    pub workers: Option<usize>,
+    /// Which benchmark.
+    #[command(subcommand)]
+    which: Which,
+    /// Print one JSON object on one line (the default output is the same JSON, pretty).
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+enum Which {
+    /// HTTP API: `GET /api/v1/queue?limit=100` from concurrent clients.
+    Api {
+        /// Queue rows to seed.
+        #[arg(long, default_value_t = 10_000)]
+        items: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+        /// Total requests.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+    },
+    /// Lua host: reload latency, primitive call cost, VM load time.
+    Host,
+    /// Notifications: raise and delivery throughput.
+    Notify,
+    /// Errata sync against the simulator: first sync and unchanged re-sync versus the
+    /// latency floor, call plan, peak RSS.
+    Sync {
+        /// Relevant errata (small fleets) or catalogue size.
+        #[arg(long, default_value_t = 634)]
+        errata: usize,
+        /// Systems in scope.
+        #[arg(long, default_value_t = 2)]
+        systems: usize,
+        /// Simulated latency per call, ms.
+        #[arg(long, default_value_t = 50)]
+        latency_ms: u64,
+        /// UYUNI calls in flight.
+        #[arg(long, default_value_t = 10)]
+        workers: usize,
+    },
+    /// UYUNI client against the simulator: calls/s and overhead over the latency floor.
+    Uyuni {
+        /// Fewer iterations, for a quick look.
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().map_err(|e| anyhow::anyhow!("starting the async runtime: {e}"))
 }
 
 /// Run `spm bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
-    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let report = match args.name.as_str() {
-        "uyuni" => {
-            let mut p = crate::bench::uyuni::BenchParams::default();
-            if args.quick {
+    let figures = match args.which {
+        Which::Api {
+            items,
+            clients,
+            requests,
+        } => {
+            let d = bench::api::Options::default();
+            bench::api::run(&bench::api::Options {
+                items,
+                clients: clients.max(1),
+                requests: requests.max(1),
+                ..d
+            })?
+        }
+        Which::Host => bench::host::run()?,
+        Which::Notify => {
+            runtime()?.block_on(bench::notify::run(bench::notify::BenchParams::default()))?
+        }
+        Which::Uyuni { quick } => {
+            let mut p = bench::uyuni::BenchParams::default();
+            if quick {
                 p.calls_fast = 500;
                 p.rounds_slow = 10;
             }
-            rt.block_on(crate::bench::uyuni::run(p))?
+            runtime()?.block_on(bench::uyuni::run(p))?
         }
-        "sync" => {
-            let d = crate::bench::sync::SyncBenchParams::default();
-            let p = crate::bench::sync::SyncBenchParams {
-                errata: args.errata.unwrap_or(d.errata),
-                systems: args.systems.unwrap_or(d.systems),
-                latency_ms: args.latency_ms.unwrap_or(d.latency_ms),
-                workers: args.workers.unwrap_or(d.workers),
-                ..d
-            };
-            rt.block_on(crate::bench::sync::run(p))?
-        }
-        other => anyhow::bail!(
-            "unknown benchmark {other:?}; known: {}",
-            crate::bench::NAMES.join(", ")
-        ),
+        Which::Sync {
+            errata,
+            systems,
+            latency_ms,
+            workers,
+        } => runtime()?.block_on(bench::sync::run(bench::sync::SyncBenchParams {
+            errata,
+            systems,
+            latency_ms,
+            workers,
+            ..bench::sync::SyncBenchParams::default()
+        }))?,
     };
-    println!("{report}");
+    if args.json {
+        println!("{figures}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    }
     Ok(Outcome::Ok)
 }

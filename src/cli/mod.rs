@@ -7,21 +7,26 @@
 //! `<module>::run(args, &cli.globals)`; it loads the configuration with
 //! [`Globals::load_config`] only if it needs it.
 
+pub mod ansible;
+pub mod bench;
+pub mod check;
 pub mod config;
 pub mod db;
 pub mod gen_config;
-
-use std::path::PathBuf;
-use std::process::ExitCode;
+pub mod notify;
+pub mod queue;
+pub mod score;
+pub mod serve;
+pub mod sim;
+pub mod spec;
+pub mod sync;
+pub mod token;
+pub mod types;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-
-pub mod bench;
-pub mod queue;
-pub mod score;
-pub mod sim;
-pub mod sync;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// What a command reports when it did not fail: success, or a well-formed "no".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +130,22 @@ pub enum Command {
     GenConfig(gen_config::GenConfigArgs),
     /// Show the effective configuration (secrets redacted).
     Config(config::ConfigArgs),
+    /// Check Lua scripts: headers, syntax, contracts, lints.
+    Check(check::Args),
+    /// Write LuaLS definitions (scripts/types/spm.meta.lua) and .luarc.json.
+    Types(types::Args),
+    /// Run script specs (tests/specs).
+    Spec(spec::Args),
+    /// Run Ansible playbooks with spm's executor.
+    Ansible(ansible::AnsibleArgs),
+    /// Run the service: HTTP API, metrics, health probes.
+    Serve(serve::ServeArgs),
+    /// Manage API tokens.
+    Token(token::TokenArgs),
+    /// Run a named benchmark and print one JSON object.
+    Bench(bench::BenchArgs),
+    /// Notifications: test the channels, list and read.
+    Notify(notify::NotifyArgs),
     /// Serve a simulated UYUNI (XML-RPC, metrics) on loopback.
     Sim(sim::SimArgs),
     /// Sync errata from UYUNI (then run the auto-queue rule).
@@ -133,8 +154,6 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// The test queue: add, list, show, remove, priority.
     Queue(queue::QueueArgs),
-    /// Run a named benchmark and print one JSON object.
-    Bench(bench::BenchArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -174,6 +193,15 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Db(args) => db::run(args, &cli.globals),
         Command::GenConfig(args) => gen_config::run(args, &cli.globals),
         Command::Config(args) => config::run(args, &cli.globals),
+        Command::Check(a) => check::run(a),
+        Command::Types(a) => types::run(a),
+        Command::Spec(a) => spec::run(a),
+        Command::Ansible(args) => {
+            ansible::run(args, crate::services::ansible::AnsibleConfig::default())
+        }
+        Command::Notify(args) => notify::run(args, &cli.globals),
+        Command::Serve(args) => serve::run(args, &cli.globals),
+        Command::Token(args) => token::run(args, &cli.globals),
         Command::Sim(args) => sim::run(args),
         Command::Sync(args) => sync::run(args, &cli.globals),
         Command::Score(args) => score::run(args, &cli.globals),

@@ -1,3 +1,5 @@
 //! Plain Rust clients for external systems; none of them knows about Lua.
 
+pub mod ansible;
+pub mod notify;
 pub mod uyuni;

@@ -24,8 +24,16 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../migrations/0002_views.sql"),
     ),
     (
-        "0003_sync_lease.sql",
-        include_str!("../../migrations/0003_sync_lease.sql"),
+        "0003_notification_details.sql",
+        include_str!("../../migrations/0003_notification_details.sql"),
+    ),
+    (
+        "0004_api_indexes.sql",
+        include_str!("../../migrations/0004_api_indexes.sql"),
+    ),
+    (
+        "0005_sync_lease.sql",
+        include_str!("../../migrations/0005_sync_lease.sql"),
     ),
 ];
 

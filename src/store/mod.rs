@@ -8,11 +8,19 @@
 
 pub mod audit;
 pub mod errata;
+pub mod fixtures;
 pub mod migrations;
+pub mod notifications;
 pub mod queue;
+pub mod queue_view;
+pub mod script_kv;
+pub mod script_versions;
+pub mod stats;
 pub mod status;
 pub mod sync_runs;
 pub mod systems;
+pub mod tokens;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
