@@ -15,9 +15,12 @@ pub mod db;
 pub mod gen_config;
 pub mod lab;
 pub mod notify;
+pub mod queue;
+pub mod score;
 pub mod serve;
 pub mod sim;
 pub mod spec;
+pub mod sync;
 pub mod token;
 pub mod types;
 
@@ -148,6 +151,12 @@ pub enum Command {
     Sim(sim::SimArgs),
     /// Notifications: test the channels, list and read.
     Notify(notify::NotifyArgs),
+    /// Sync errata from UYUNI (then run the auto-queue rule).
+    Sync(sync::SyncArgs),
+    /// Explain the Success Score of an advisory.
+    Score(score::ScoreArgs),
+    /// The test queue: add, list, show, remove, priority.
+    Queue(queue::QueueArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -197,6 +206,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Serve(args) => serve::run(args, &cli.globals),
         Command::Token(args) => token::run(args, &cli.globals),
         Command::Sim(args) => sim::run(args),
+        Command::Sync(args) => sync::run(args, &cli.globals),
+        Command::Score(args) => score::run(args, &cli.globals),
+        Command::Queue(args) => queue::run(args, &cli.globals),
         Command::Bench(args) => bench::run(args),
         Command::Lab(args) => lab::run(args, &cli.globals),
     }

@@ -7,6 +7,7 @@
 //! (CLI, tests) use the `*_blocking` variants.
 
 pub mod audit;
+pub mod errata;
 pub mod fixtures;
 pub mod migrations;
 pub mod notifications;
@@ -16,6 +17,8 @@ pub mod script_kv;
 pub mod script_versions;
 pub mod stats;
 pub mod status;
+pub mod sync_runs;
+pub mod systems;
 pub mod tokens;
 pub mod views;
 
