@@ -2,7 +2,9 @@
 
 pub mod api;
 pub mod host;
+pub mod lab;
 pub mod notify;
+pub mod sync;
 pub mod uyuni;
 
 /// Resident memory of this process from `/proc/self/status`: (VmRSS, VmHWM) in MiB.

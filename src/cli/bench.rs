@@ -36,6 +36,24 @@ enum Which {
     Host,
     /// Notifications: raise and delivery throughput.
     Notify,
+    /// Lab (root only): boot time, one real patch-test cycle, 4 cycles in parallel.
+    Lab,
+    /// Errata sync against the simulator: first sync and unchanged re-sync versus the
+    /// latency floor, call plan, peak RSS.
+    Sync {
+        /// Relevant errata (small fleets) or catalogue size.
+        #[arg(long, default_value_t = 634)]
+        errata: usize,
+        /// Systems in scope.
+        #[arg(long, default_value_t = 2)]
+        systems: usize,
+        /// Simulated latency per call, ms.
+        #[arg(long, default_value_t = 50)]
+        latency_ms: u64,
+        /// UYUNI calls in flight.
+        #[arg(long, default_value_t = 10)]
+        workers: usize,
+    },
     /// UYUNI client against the simulator: calls/s and overhead over the latency floor.
     Uyuni {
         /// Fewer iterations, for a quick look.
@@ -68,6 +86,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         Which::Notify => {
             runtime()?.block_on(bench::notify::run(bench::notify::BenchParams::default()))?
         }
+        Which::Lab => runtime()?.block_on(bench::lab::run())?,
         Which::Uyuni { quick } => {
             let mut p = bench::uyuni::BenchParams::default();
             if quick {
@@ -76,6 +95,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
             }
             runtime()?.block_on(bench::uyuni::run(p))?
         }
+        Which::Sync {
+            errata,
+            systems,
+            latency_ms,
+            workers,
+        } => runtime()?.block_on(bench::sync::run(bench::sync::SyncBenchParams {
+            errata,
+            systems,
+            latency_ms,
+            workers,
+            ..bench::sync::SyncBenchParams::default()
+        }))?,
     };
     if args.json {
         println!("{figures}");

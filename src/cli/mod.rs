@@ -13,10 +13,14 @@ pub mod check;
 pub mod config;
 pub mod db;
 pub mod gen_config;
+pub mod lab;
 pub mod notify;
+pub mod queue;
+pub mod score;
 pub mod serve;
 pub mod sim;
 pub mod spec;
+pub mod sync;
 pub mod token;
 pub mod types;
 
@@ -141,10 +145,18 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Run a named benchmark and print one JSON object.
     Bench(bench::BenchArgs),
-    /// Notifications: test the channels, list and read.
-    Notify(notify::NotifyArgs),
+    /// Real throwaway Debian test systems (root only): up, down, status.
+    Lab(lab::LabArgs),
     /// Serve a simulated UYUNI (XML-RPC, metrics) on loopback.
     Sim(sim::SimArgs),
+    /// Notifications: test the channels, list and read.
+    Notify(notify::NotifyArgs),
+    /// Sync errata from UYUNI (then run the auto-queue rule).
+    Sync(sync::SyncArgs),
+    /// Explain the Success Score of an advisory.
+    Score(score::ScoreArgs),
+    /// The test queue: add, list, show, remove, priority.
+    Queue(queue::QueueArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -194,6 +206,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Serve(args) => serve::run(args, &cli.globals),
         Command::Token(args) => token::run(args, &cli.globals),
         Command::Sim(args) => sim::run(args),
+        Command::Sync(args) => sync::run(args, &cli.globals),
+        Command::Score(args) => score::run(args, &cli.globals),
+        Command::Queue(args) => queue::run(args, &cli.globals),
         Command::Bench(args) => bench::run(args),
+        Command::Lab(args) => lab::run(args, &cli.globals),
     }
 }

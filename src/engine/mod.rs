@@ -1,4 +1,7 @@
 //! Orchestration: sync, scoring, queue, test engine, approvals, policy runs, compliance.
 
 pub mod notify;
+pub mod queue;
+pub mod score;
 pub mod state;
+pub mod sync;

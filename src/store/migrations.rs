@@ -31,6 +31,10 @@ pub const FILES: &[(&str, &str)] = &[
         "0004_api_indexes.sql",
         include_str!("../../migrations/0004_api_indexes.sql"),
     ),
+    (
+        "0005_sync_lease.sql",
+        include_str!("../../migrations/0005_sync_lease.sql"),
+    ),
 ];
 
 /// The migration set as rusqlite_migration sees it.

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod dashboard;
+pub mod errata;
 pub mod fixtures;
 pub mod migrations;
 pub mod notifications;
@@ -17,6 +18,8 @@ pub mod script_kv;
 pub mod script_versions;
 pub mod stats;
 pub mod status;
+pub mod sync_runs;
+pub mod systems;
 pub mod tokens;
 pub mod views;
 
