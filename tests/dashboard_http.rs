@@ -395,6 +395,28 @@ async fn roles_are_enforced_exactly_as_in_the_api() {
     assert_eq!(s.audit("queue.priority").len(), 1);
     operator.post(&format!("/ui/queue/{id}/remove"), &[]).await;
     assert_eq!(s.audit("queue.remove").len(), 1);
+    // The queue engine's rules reach the page: an advisory not relevant to the OS, or
+    // unknown, is not queued, and the reason is shown.
+    operator
+        .post(
+            "/ui/queue/add",
+            &[("advisory", "RHSA-2026:1234"), ("os", "ubuntu")],
+        )
+        .await;
+    let (_, page) = operator.get("/ui/queue").await;
+    assert!(
+        page.contains("not queued: not relevant to ubuntu systems"),
+        "{page}"
+    );
+    operator
+        .post(
+            "/ui/queue/add",
+            &[("advisory", "USN-0000-0"), ("os", "ubuntu")],
+        )
+        .await;
+    let (_, page) = operator.get("/ui/queue").await;
+    assert!(page.contains("unknown advisory USN-0000-0"));
+    assert_eq!(s.audit("queue.add").len(), 1, "nothing else was queued");
     // Removing an item that is not queued is refused.
     operator.post("/ui/queue/3/remove", &[]).await;
     assert_eq!(s.queue_status(3), "testing");

@@ -50,6 +50,7 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
         prometheus_url: global.prometheus.url.clone(),
         dashboard: crate::server::dashboard::DashboardConfig {
             four_eyes: global.approvals.four_eyes,
+            score: (&global.score).into(),
             ..Default::default()
         },
         ..ServerConfig::default()

@@ -419,30 +419,6 @@ pub fn find_errata(conn: &Connection, q: &str, limit: u32) -> StoreResult<Vec<Va
     )
 }
 
-/// The Success Score stored for (advisory, OS), 0 when no risk profile exists yet.
-pub fn score_of(conn: &Connection, advisory: &str, os: &str) -> StoreResult<i64> {
-    Ok(conn
-        .query_row(
-            "SELECT score FROM risk_profiles WHERE advisory = ?1 AND os = ?2",
-            params![advisory, os],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0))
-}
-
-/// Whether the advisory exists.
-pub fn errata_exists(conn: &Connection, advisory: &str) -> StoreResult<bool> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM errata WHERE advisory = ?1",
-            [advisory],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
-}
-
 /// Who made a change, and from where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
@@ -667,28 +643,6 @@ pub fn request_rollback(
             object_id: Some(run_id.to_string()),
             reason: Some(reason.to_string()),
             details: json!({ "hosts": names, "host_ids": host_ids, "via": "dashboard" }),
-        },
-    )
-}
-
-/// Append an audit row for a queue change made by the dashboard.
-pub fn audit_queue(
-    tx: &Connection,
-    actor: &Actor,
-    action: &str,
-    id: i64,
-    details: Value,
-) -> StoreResult<i64> {
-    audit::append(
-        tx,
-        &AuditEntry {
-            actor: actor.identity.clone(),
-            source_addr: actor.source_addr.clone(),
-            action: action.to_string(),
-            object_type: "queue_item".to_string(),
-            object_id: Some(id.to_string()),
-            reason: None,
-            details,
         },
     )
 }

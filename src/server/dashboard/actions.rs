@@ -13,11 +13,12 @@ use subtle::ConstantTimeEq;
 
 use super::session::{self, COOKIE, LOGIN_COOKIE};
 use super::{PageError, PageResult, Signed};
+use crate::engine::queue::{self as engine_queue, AddRequest, QueueError};
 use crate::server::AppState;
 use crate::server::auth::{self, Role};
 use crate::store::audit::{self, AuditEntry};
 use crate::store::dashboard::{self as db, Actor, Decision};
-use crate::store::queue::{self, NewQueueItem, QUEUE_OS};
+use crate::store::queue::QUEUE_OS;
 use crate::store::{StoreError, notifications};
 
 /// Longest accepted reason, in characters.
@@ -369,48 +370,58 @@ pub async fn queue_add(
         Ok(p) => p,
         Err(m) => return Ok(done(&state, &signed, back, "error", m)),
     };
-    let who = actor(&signed);
-    let (adv, os2) = (advisory.clone(), os.clone());
-    let res = state
-        .store
-        .write(move |tx| {
-            if !db::errata_exists(tx, &adv)? {
-                return Err(StoreError::Conflict(format!(
-                    "advisory {adv} is not known; run a sync first"
-                )));
-            }
-            let score = db::score_of(tx, &adv, &os2)?;
-            let item = queue::insert(
-                tx,
-                &NewQueueItem {
-                    advisory: adv.clone(),
-                    os: os2.clone(),
-                    score,
-                    priority,
-                    require_all_systems: false,
-                    queued_by: who.identity.clone(),
-                    notes: None,
-                },
-            )?;
-            db::audit_queue(
-                tx,
-                &who,
-                "queue.add",
-                item.id,
-                json!({ "advisory": adv, "os": os2, "score": score, "priority": priority, "via": "dashboard" }),
-            )?;
-            Ok(item.id)
-        })
-        .await;
+    let Some(scorer) = state.dashboard.scorer.clone() else {
+        return Err(PageError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the [score] configuration does not compile; queueing is disabled (see the server log)",
+        ));
+    };
+    let req = AddRequest {
+        advisories: vec![advisory.clone()],
+        os: Some(os.clone()),
+        priority,
+        queued_by: signed.principal.name.clone(),
+        notes: None,
+        require_all_systems: false,
+    };
+    let store = state.store.clone();
+    let res =
+        tokio::task::spawn_blocking(move || engine_queue::add_blocking(&store, &scorer, &req))
+            .await
+            .map_err(PageError::internal)?;
     match res {
-        Ok(id) => Ok(done(
-            &state,
-            &signed,
-            back,
-            "ok",
-            format!("{advisory} for {os} queued as item {id}."),
-        )),
-        Err(e) => refused(&state, &signed, back, e),
+        Ok(report) => {
+            let mut parts: Vec<String> = report
+                .added
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{} for {} queued as item {} (score {}).",
+                        i.advisory, i.os, i.id, i.score
+                    )
+                })
+                .collect();
+            parts.extend(report.superseded.iter().map(|s| {
+                format!(
+                    "Item {} ({} for {}) superseded by {} ({}).",
+                    s.id, s.advisory, s.os, s.superseded_by, s.reason
+                )
+            }));
+            parts.extend(
+                report
+                    .skipped
+                    .iter()
+                    .map(|s| format!("{} not queued: {}.", s.advisory, s.reason)),
+            );
+            let kind = if report.added.is_empty() {
+                "error"
+            } else {
+                "ok"
+            };
+            Ok(done(&state, &signed, back, kind, parts.join(" ")))
+        }
+        Err(QueueError::Invalid(m)) => Ok(done(&state, &signed, back, "error", m)),
+        Err(QueueError::Store(e)) => refused(&state, &signed, back, e),
     }
 }
 
@@ -439,21 +450,11 @@ pub async fn queue_priority(
         Ok(p) => p,
         Err(m) => return Ok(done(&state, &signed, back, "error", m)),
     };
-    let who = actor(&signed);
-    let res = state
-        .store
-        .write(move |tx| {
-            let before = queue::get(tx, id)?.priority;
-            queue::set_priority(tx, id, priority)?;
-            db::audit_queue(
-                tx,
-                &who,
-                "queue.priority",
-                id,
-                json!({ "from": before, "to": priority, "via": "dashboard" }),
-            )
-        })
-        .await;
+    let (store, who) = (state.store.clone(), signed.principal.name.clone());
+    let res =
+        tokio::task::spawn_blocking(move || engine_queue::set_priority(&store, id, priority, &who))
+            .await
+            .map_err(PageError::internal)?;
     match res {
         Ok(_) => Ok(done(
             &state,
@@ -479,23 +480,12 @@ pub async fn queue_remove(
         .parse::<i64>()
         .map_err(|_| PageError::new(StatusCode::NOT_FOUND, "no such queue item"))?;
     let back = "/ui/queue";
-    let who = actor(&signed);
-    let res = state
-        .store
-        .write(move |tx| {
-            let item = queue::get(tx, id)?;
-            queue::remove(tx, id)?;
-            db::audit_queue(
-                tx,
-                &who,
-                "queue.remove",
-                id,
-                json!({ "advisory": item.advisory, "os": item.os, "via": "dashboard" }),
-            )
-        })
-        .await;
+    let (store, who) = (state.store.clone(), signed.principal.name.clone());
+    let res = tokio::task::spawn_blocking(move || engine_queue::remove(&store, id, &who, None))
+        .await
+        .map_err(PageError::internal)?;
     match res {
-        Ok(_) => Ok(done(
+        Ok(()) => Ok(done(
             &state,
             &signed,
             back,

@@ -18,6 +18,7 @@ pub mod pages;
 pub mod render;
 pub mod session;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -31,6 +32,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::auth::{Principal, Role};
+use crate::engine::score::Scorer;
 use session::{COOKIE, Session, Sessions};
 
 /// Dashboard settings (the lead wires them into `[server.dashboard]`).
@@ -46,6 +48,10 @@ pub struct DashboardConfig {
     pub secure_cookie: bool,
     /// Four-eyes rule: whoever queued an item or started one of its tests cannot approve it.
     pub four_eyes: bool,
+    /// Success Score weights used when queueing from the dashboard (set from `[score]` by
+    /// `spm serve`; not read from the `[server]` section).
+    #[serde(skip)]
+    pub score: crate::engine::score::ScoreConfig,
 }
 
 impl Default for DashboardConfig {
@@ -55,11 +61,12 @@ impl Default for DashboardConfig {
             session_minutes: 8 * 60,
             secure_cookie: false,
             four_eyes: false,
+            score: crate::engine::score::ScoreConfig::default(),
         }
     }
 }
 
-/// Dashboard state shared by the handlers: sessions and the compiled templates.
+/// Dashboard state shared by the handlers: sessions, templates, the scorer.
 #[derive(Debug)]
 pub struct Dashboard {
     /// Signed-in browsers.
@@ -68,14 +75,25 @@ pub struct Dashboard {
     pub config: DashboardConfig,
     /// Templates.
     pub templates: render::Templates,
+    /// Scores advisories queued from the dashboard (`None`: the `[score]` patterns did not
+    /// compile; queueing then says so).
+    pub scorer: Option<Arc<Scorer>>,
 }
 
 impl Dashboard {
     /// A dashboard with no sessions.
     pub fn new(config: DashboardConfig) -> Self {
+        let scorer = match Scorer::new(config.score.clone()) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                tracing::error!(error = %e, "dashboard: invalid [score] configuration; queueing is disabled");
+                None
+            }
+        };
         Self {
             sessions: Sessions::new(Duration::from_secs(config.session_minutes.max(1) * 60)),
             templates: render::Templates::new(),
+            scorer,
             config,
         }
     }
