@@ -1,10 +1,21 @@
 //! Command line: one module per subcommand, dispatched from [`Command`].
 //!
 //! Exit codes: 0 ok, 1 "the answer is no" (a check failed, a budget tripped), 2 error.
+//! Errors print their context chain on one line (`error: a: b: c`).
+//!
+//! A subcommand is one variant of [`Command`] plus one match arm in [`run`] calling
+//! `<module>::run(args, &cli.globals)`; it loads the configuration with
+//! [`Globals::load_config`] only if it needs it.
 
+pub mod config;
+pub mod db;
+pub mod gen_config;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
 
 /// What a command reports when it did not fail: success, or a well-formed "no".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,16 +28,77 @@ pub enum Outcome {
 
 /// Top-level command line.
 #[derive(Debug, Parser)]
-#[command(name = "spm", version, about = "Security patch manager for UYUNI-managed Linux fleets")]
+#[command(
+    name = "spm",
+    version,
+    about = "Security patch manager for UYUNI-managed Linux fleets",
+    after_help = "Configuration: defaults < spm.toml (--config) < SPM_<SECTION>__<KEY> \
+                  environment variables < --database / --set flags. `spm gen-config` prints \
+                  every key. Logging: SPM_LOG=<filter> (e.g. debug, spm=trace)."
+)]
 pub struct Cli {
-    /// Configuration file (TOML). Default: ./spm.toml when present.
-    #[arg(long, global = true, env = "SPM_CONFIG")]
-    pub config: Option<std::path::PathBuf>,
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+    /// Options every subcommand accepts.
+    #[command(flatten)]
+    pub globals: Globals,
+    /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Global options.
+#[derive(Debug, Clone, Args)]
+pub struct Globals {
+    /// Configuration file (TOML). Default: ./spm.toml when present.
+    #[arg(long, global = true, env = "SPM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database file (overrides database.path).
+    #[arg(long, global = true, env = "SPM_DATABASE", value_name = "FILE")]
+    pub database: Option<PathBuf>,
+    /// Override any configuration key, e.g. --set uyuni.timeout_secs=30 (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_set)]
+    pub set: Vec<(String, String)>,
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SPM_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    /// Debug logging (when SPM_LOG is unset), including the effective configuration with
+    /// secrets redacted.
+    #[arg(long, global = true)]
+    pub debug: bool,
+}
+
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+impl Globals {
+    /// Load the configuration (file, environment, these flags) and log risky settings.
+    pub fn load_config(&self) -> anyhow::Result<crate::config::Config> {
+        let mut overrides = Vec::new();
+        if let Some(db) = &self.database {
+            overrides.push(("database.path".to_string(), db.display().to_string()));
+        }
+        overrides.extend(self.set.iter().cloned());
+        let opts = crate::config::LoadOptions::from_process(self.config.clone(), overrides);
+        let config = crate::config::Config::load(&opts).context("invalid configuration")?;
+        for w in config.warnings() {
+            tracing::warn!("{w}");
+        }
+        tracing::debug!(
+            file = ?config.file,
+            "effective configuration:\n{}",
+            config.to_redacted_toml()
+        );
+        Ok(config)
+    }
 }
 
 /// Log output format.
@@ -40,12 +112,19 @@ pub enum LogFormat {
 
 /// Every subcommand.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Database maintenance: migrate, status.
+    Db(db::DbArgs),
+    /// Print a commented configuration file with every default.
+    GenConfig(gen_config::GenConfigArgs),
+    /// Show the effective configuration (secrets redacted).
+    Config(config::ConfigArgs),
+}
 
 /// Parse the command line, run the command, and map the result to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    init_tracing(cli.globals.log_format, cli.globals.debug);
     match run(cli) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::No) => ExitCode::from(1),
@@ -56,18 +135,24 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, debug: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SPM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let default = if debug { "debug" } else { "info" };
+    let filter = EnvFilter::try_from_env("SPM_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
-fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    match cli.command {}
+/// Run one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Db(args) => db::run(args, &cli.globals),
+        Command::GenConfig(args) => gen_config::run(args, &cli.globals),
+        Command::Config(args) => config::run(args, &cli.globals),
+    }
 }

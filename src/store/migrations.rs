@@ -9,8 +9,14 @@ use super::StoreError;
 
 /// The embedded migration files, in order. Add new files at the end; never edit old ones.
 pub const FILES: &[(&str, &str)] = &[
-    ("0001_core.sql", include_str!("../../migrations/0001_core.sql")),
-    ("0002_views.sql", include_str!("../../migrations/0002_views.sql")),
+    (
+        "0001_core.sql",
+        include_str!("../../migrations/0001_core.sql"),
+    ),
+    (
+        "0002_views.sql",
+        include_str!("../../migrations/0002_views.sql"),
+    ),
 ];
 
 /// The migration set as rusqlite_migration sees it.
@@ -25,12 +31,37 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Open(format!("cannot read database {}: {e}", path.display())))?;
     let known = FILES.len() as i64;
     if version > known {
-        return Err(StoreError::Open(format!(
-            "database {} has schema version {version}, newer than this spm knows ({known}); upgrade spm",
-            path.display()
-        )));
+        return Err(newer_error(path, version, known));
     }
-    migrations().to_latest(conn).map_err(|e| {
-        StoreError::Open(format!("cannot migrate database {}: {e}", path.display()))
+    migrations().to_latest(conn).map_err(|e| match e {
+        rusqlite_migration::Error::RusqliteError { err, .. }
+            if matches!(
+                err.sqlite_error_code(),
+                Some(
+                    rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::NotADatabase
+                        | rusqlite::ErrorCode::DatabaseCorrupt
+                        | rusqlite::ErrorCode::ReadOnly
+                        | rusqlite::ErrorCode::PermissionDenied
+                )
+            ) =>
+        {
+            super::open_err(path, err)
+        }
+        other => StoreError::Open(format!(
+            "cannot migrate database {}: {other} (nothing was changed; restore a backup if \
+             the file was edited by hand)",
+            path.display()
+        )),
     })
+}
+
+/// The error for a database written by a newer spm.
+pub fn newer_error(path: &Path, version: i64, known: i64) -> StoreError {
+    StoreError::Open(format!(
+        "database {} has schema version {version}, newer than this spm knows ({known}); \
+         run a newer spm, or point --database at another file",
+        path.display()
+    ))
 }

@@ -6,7 +6,10 @@
 //! [`Store::write`], which run the closure on tokio's blocking pool; synchronous callers
 //! (CLI, tests) use the `*_blocking` variants.
 
+pub mod audit;
 pub mod migrations;
+pub mod queue;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -59,7 +62,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.inner.path).finish()
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
     }
 }
 
@@ -86,6 +91,15 @@ impl Store {
         }
         let mut writer = Connection::open(path).map_err(|e| open_err(path, e))?;
         configure(&writer).map_err(|e| open_err(path, e))?;
+        // Refuse a corrupt file or a newer schema before anything writes to the file
+        // (switching to WAL rewrites the header).
+        let version: i64 = writer
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| open_err(path, e))?;
+        let known = migrations::FILES.len() as i64;
+        if version > known {
+            return Err(migrations::newer_error(path, version, known));
+        }
         writer
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
             .map_err(|e| open_err(path, e))?;
@@ -135,7 +149,10 @@ impl Store {
     }
 
     /// Run `f` with a read connection.
-    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    pub fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
         if self.inner.path == Path::new(":memory:") {
             // An in-memory database exists only on the writer connection.
             let conn = self
@@ -196,7 +213,7 @@ impl Store {
     }
 }
 
-fn open_err(path: &Path, e: rusqlite::Error) -> StoreError {
+pub(crate) fn open_err(path: &Path, e: rusqlite::Error) -> StoreError {
     let hint = match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => {
             "another process holds a lock on it; stop it or wait"
@@ -204,15 +221,37 @@ fn open_err(path: &Path, e: rusqlite::Error) -> StoreError {
         Some(rusqlite::ErrorCode::NotADatabase) | Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
             "it is not a valid spm database; restore it from a backup or point --database elsewhere"
         }
-        Some(rusqlite::ErrorCode::CannotOpen) | Some(rusqlite::ErrorCode::PermissionDenied) => {
-            "check the path and its permissions"
-        }
+        Some(rusqlite::ErrorCode::CannotOpen)
+        | Some(rusqlite::ErrorCode::PermissionDenied)
+        | Some(rusqlite::ErrorCode::ReadOnly) => "check the path and its permissions",
         _ => "check the file",
     };
-    StoreError::Open(format!("cannot open database {}: {e} ({hint})", path.display()))
+    StoreError::Open(format!(
+        "cannot open database {}: {e} ({hint})",
+        path.display()
+    ))
 }
 
 /// Current time as the store's timestamp text (RFC 3339 UTC, milliseconds).
 pub fn now_ts() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    format_ts(chrono::Utc::now())
+}
+
+/// A time as the store's timestamp text (RFC 3339 UTC, milliseconds), the same format as
+/// the schema's `strftime('%Y-%m-%dT%H:%M:%fZ','now')`, so text comparison orders by time.
+pub fn format_ts(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Read a status column into its state-machine enum; an unknown text (impossible behind
+/// the CHECK constraints, but never a panic) becomes a conversion error.
+pub(crate) fn status_col<S>(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<S>
+where
+    S: std::str::FromStr,
+    S::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = row.get(idx)?;
+    text.parse::<S>().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
