@@ -1077,6 +1077,10 @@ impl Config {
 
 fn check_url(u: &str) -> Result<(), String> {
     match reqwest::Url::parse(u) {
+        Ok(url) if url.password().is_some() => Err(
+            "the URL contains a password; put it in the matching password setting instead"
+                .to_string(),
+        ),
         Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(()),
         Ok(url) => Err(format!(
             "{u:?} has scheme {:?}; use http or https",
@@ -1154,7 +1158,7 @@ fn set_path(table: &mut toml::Table, parts: &[&str], value: toml::Value) -> Resu
 /// A toml error on `text` as a one-line error naming the file, line and key.
 fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
     let offset = e.span().map(|s| s.start).unwrap_or(0).min(text.len());
-    let line = text[..offset].matches('\n').count() + 1;
+    let line = text.get(..offset).unwrap_or(text).matches('\n').count() + 1;
     ConfigError::Parse {
         path: path.to_path_buf(),
         line,

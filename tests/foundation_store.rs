@@ -257,8 +257,7 @@ fn concurrent_claims_exactly_one_gets_the_item() {
         .collect();
     let claimed: Vec<_> = handles
         .into_iter()
-        .map(|h| h.join().unwrap().unwrap())
-        .flatten()
+        .filter_map(|h| h.join().unwrap().unwrap())
         .collect();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].id, id);
@@ -269,4 +268,62 @@ fn concurrent_claims_exactly_one_gets_the_item() {
             .unwrap()
             .starts_with("worker-")
     );
+}
+
+#[test]
+fn every_state_machine_value_is_accepted_by_the_schema() {
+    use spm::engine::state::{PhaseStatus, RunHostStatus, RunStatus, Status, TestStatus};
+    let store = Store::open_in_memory().unwrap();
+    store
+        .write_blocking(|tx| {
+            tx.execute_batch(
+                "INSERT INTO errata (advisory) VALUES ('USN-1-1');
+                 INSERT INTO queue_items (advisory, os, queued_by) VALUES ('USN-1-1','ubuntu','me');
+                 INSERT INTO tests (queue_id, advisory) VALUES (1, 'USN-1-1');
+                 INSERT INTO patch_runs (policy_id, policy_hash, trigger, started_by, dry_run)
+                     VALUES ('p', 'h', 'manual', 'me', 1);",
+            )?;
+            for s in QueueStatus::ALL {
+                tx.execute("UPDATE queue_items SET status = ?1", [s.as_str()])?;
+            }
+            for s in TestStatus::ALL {
+                tx.execute("UPDATE tests SET status = ?1", [s.as_str()])?;
+            }
+            for (i, s) in PhaseStatus::ALL.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO test_phases (test_id, phase, seq, status) VALUES (1, 'p', ?1, ?2)",
+                    rusqlite::params![i as i64, s.as_str()],
+                )?;
+            }
+            for s in RunStatus::ALL {
+                tx.execute("UPDATE patch_runs SET status = ?1", [s.as_str()])?;
+            }
+            for (i, s) in RunHostStatus::ALL.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO patch_run_hosts (run_id, system_id, system_name, wave, status) \
+                     VALUES (1, ?1, 'h', 1, ?2)",
+                    rusqlite::params![i as i64, s.as_str()],
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn foreign_database_is_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("CREATE TABLE errata (x); INSERT INTO errata VALUES (1);")
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let msg = Store::open(&path).unwrap_err().to_string();
+    assert!(
+        msg.contains("no spm schema") && msg.contains("other.db"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
 }

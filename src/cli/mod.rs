@@ -137,7 +137,11 @@ pub fn main() -> ExitCode {
 
 fn init_tracing(format: LogFormat, debug: bool) {
     use tracing_subscriber::EnvFilter;
-    let default = if debug { "debug" } else { "info" };
+    let default = if debug {
+        "debug"
+    } else {
+        "info,rusqlite_migration=warn"
+    };
     let filter = EnvFilter::try_from_env("SPM_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

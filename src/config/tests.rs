@@ -137,6 +137,13 @@ fn invalid_value_names_its_origin() {
         msg.contains("--set uyuni.url") && msg.contains("http or https"),
         "{msg}"
     );
+    let msg = load(None, &[], &[("uyuni.url", "https://admin:hunter2@uyuni")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("contains a password") && !msg.contains("hunter2"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -100,6 +100,18 @@ impl Store {
         if version > known {
             return Err(migrations::newer_error(path, version, known));
         }
+        if version == 0 {
+            let objects: i64 = writer
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+                .map_err(|e| open_err(path, e))?;
+            if objects > 0 {
+                return Err(StoreError::Open(format!(
+                    "database {} already holds {objects} tables or indexes but no spm schema \
+                     (another program's database?); point --database at a new file",
+                    path.display()
+                )));
+            }
+        }
         writer
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
             .map_err(|e| open_err(path, e))?;

@@ -400,19 +400,18 @@ pub fn transition(
 ) -> StoreResult<QueueItem> {
     QueueStatus::check(from, to, id)?;
     let now = now_ts();
-    let mut sets: Vec<String> = vec!["status = ?3".into(), "updated_at = ?4".into()];
-    let mut args: Vec<Value> = vec![
-        Value::Integer(id),
-        Value::Text(from.as_str().into()),
-        Value::Text(to.as_str().into()),
-        Value::Text(now.clone()),
-    ];
-    let mut set = |col: &str, v: Value, args_sets: &mut Vec<String>| {
-        args.push(v);
-        args_sets.push(format!("{col} = ?{}", args.len()));
+    // ?1 id, ?2 expected status, ?3 new status, ?4 now; further values appended in order.
+    let mut u = Assignments {
+        sets: vec!["status = ?3".into(), "updated_at = ?4".into()],
+        args: vec![
+            Value::Integer(id),
+            Value::Text(from.as_str().into()),
+            Value::Text(to.as_str().into()),
+            Value::Text(now.clone()),
+        ],
     };
     if to == QueueStatus::Testing {
-        set("started_at", Value::Text(now.clone()), &mut sets);
+        u.raw("started_at = ?4");
     }
     if from.is_in_test()
         && matches!(
@@ -420,43 +419,62 @@ pub fn transition(
             QueueStatus::Passed | QueueStatus::Failed | QueueStatus::PendingApproval
         )
     {
-        set("completed_at", Value::Text(now.clone()), &mut sets);
+        u.raw("completed_at = ?4");
     } else if to.is_terminal() || to == QueueStatus::Failed {
-        sets.push("completed_at = COALESCE(completed_at, ?4)".into());
+        u.raw("completed_at = COALESCE(completed_at, ?4)");
     }
     if to == QueueStatus::RetryPending {
-        sets.push("retry_count = retry_count + 1".into());
+        u.raw("retry_count = retry_count + 1");
     }
     if !to.is_in_test() {
-        sets.push("lease_owner = NULL".into());
-        sets.push("lease_until = NULL".into());
+        u.raw("lease_owner = NULL");
+        u.raw("lease_until = NULL");
     }
     if let Some(t) = extra.last_test_id {
-        set("last_test_id", Value::Integer(t), &mut sets);
+        u.set("last_test_id", Value::Integer(t));
     }
     if let Some(t) = extra.retry_after {
-        set("retry_after", Value::Text(format_ts(t)), &mut sets);
+        u.set("retry_after", Value::Text(format_ts(t)));
     }
     if let Some(s) = &extra.superseded_by {
-        set("superseded_by", Value::Text(s.clone()), &mut sets);
+        u.set("superseded_by", Value::Text(s.clone()));
     }
     if let Some(t) = extra.snooze_until {
-        set("snooze_until", Value::Text(format_ts(t)), &mut sets);
+        u.set("snooze_until", Value::Text(format_ts(t)));
     }
     if let Some(n) = &extra.notes {
-        set("notes", Value::Text(n.clone()), &mut sets);
+        u.set("notes", Value::Text(n.clone()));
     }
     let n = conn.execute(
         &format!(
             "UPDATE queue_items SET {} WHERE id = ?1 AND status = ?2",
-            sets.join(", ")
+            u.sets.join(", ")
         ),
-        rusqlite::params_from_iter(args.iter()),
+        rusqlite::params_from_iter(u.args.iter()),
     )?;
     if n == 0 {
         return Err(lost_or_missing(conn, id, from)?);
     }
     get(conn, id)
+}
+
+/// The SET list of an UPDATE with its numbered parameters.
+struct Assignments {
+    sets: Vec<String>,
+    args: Vec<Value>,
+}
+
+impl Assignments {
+    /// `col = ?n` with `v` as parameter n.
+    fn set(&mut self, col: &str, v: Value) {
+        self.args.push(v);
+        self.sets.push(format!("{col} = ?{}", self.args.len()));
+    }
+
+    /// A literal assignment (only fixed SQL, never input).
+    fn raw(&mut self, sql: &str) {
+        self.sets.push(sql.to_string());
+    }
 }
 
 fn lost_or_missing(conn: &Connection, id: i64, expected: QueueStatus) -> StoreResult<StoreError> {
@@ -492,7 +510,7 @@ pub fn claim_next(
 ) -> StoreResult<Option<QueueItem>> {
     let now = chrono::Utc::now();
     let now_s = format_ts(now);
-    let until = format_ts(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX));
+    let until = lease_until(now, lease);
     // A few attempts: a candidate that another writer took between read and update is
     // skipped (cannot happen under SQLite's single writer, can on a shared database).
     for _ in 0..8 {
@@ -523,12 +541,19 @@ pub fn claim_next(
     Ok(None)
 }
 
+/// Longest lease accepted; longer requests are clamped (no overflow on absurd input).
+pub const MAX_LEASE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+fn lease_until(now: chrono::DateTime<chrono::Utc>, lease: Duration) -> String {
+    let lease =
+        chrono::Duration::from_std(lease.min(MAX_LEASE)).unwrap_or(chrono::Duration::zero());
+    format_ts(now.checked_add_signed(lease).unwrap_or(now))
+}
+
 /// Extend the lease of an item `owner` is testing. [`TransitionError::Lost`] when the item
 /// is no longer in a test state held by `owner` (lease taken over or item moved on).
 pub fn heartbeat(conn: &Connection, id: i64, owner: &str, lease: Duration) -> StoreResult<String> {
-    let until = format_ts(
-        chrono::Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX),
-    );
+    let until = lease_until(chrono::Utc::now(), lease);
     let n = conn.execute(
         "UPDATE queue_items SET lease_until = ?3 WHERE id = ?1 AND lease_owner = ?2 \
          AND status IN ('testing','needs_reboot','rebooting')",

@@ -257,6 +257,24 @@ mod tests {
     }
 
     #[test]
+    fn active_matches_schema_unique_index() {
+        let sql = include_str!("../../../migrations/0001_core.sql");
+        let start = sql
+            .find("CREATE UNIQUE INDEX uq_queue_active")
+            .expect("index");
+        let end = start + sql[start..].find(';').expect("end of index");
+        let index = &sql[start..end];
+        for &s in QueueStatus::ALL {
+            // The index lists the *inactive* statuses in `status NOT IN (...)`.
+            assert_eq!(
+                index.contains(&format!("'{}'", s.as_str())),
+                !s.is_active(),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
     fn parse_error_lists_values() {
         let e = "done".parse::<QueueStatus>().unwrap_err();
         assert!(e.to_string().contains("unknown queue item status \"done\""));

@@ -1,0 +1,4 @@
+//! Typed UYUNI calls and the Rust shapes of their results.
+
+pub mod calls;
+pub mod types;
