@@ -25,12 +25,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
         apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-for component in rustfmt clippy; do
-    if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
-        step "installing rustup component $component"
-        rustup component add "$component"
-    fi
-done
+if ! cargo fmt --version >/dev/null 2>&1; then
+    step "installing rustfmt"
+    rustup component add rustfmt
+fi
+if ! cargo clippy --version >/dev/null 2>&1; then
+    step "installing clippy"
+    rustup component add clippy
+fi
 
 if ! command -v stylua >/dev/null 2>&1; then
     step "installing stylua"

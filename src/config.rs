@@ -789,7 +789,11 @@ impl LoadOptions {
     pub fn from_process(file: Option<PathBuf>, overrides: Vec<(String, String)>) -> Self {
         Self {
             file,
-            env: std::env::vars().collect(),
+            // vars_os: `vars()` panics on a non-UTF-8 variable; such variables are skipped
+            // (a non-UTF-8 SPM_* value cannot be a valid setting anyway).
+            env: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
             overrides,
         }
     }

@@ -11,8 +11,8 @@ use rusqlite::Connection;
 fn spm(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_spm"));
     cmd.current_dir(dir).args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SPM_") {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("SPM_") {
             cmd.env_remove(k);
         }
     }

@@ -12,6 +12,11 @@ pub mod db;
 pub mod gen_config;
 
 use std::path::PathBuf;
+pub mod bench;
+pub mod check;
+pub mod spec;
+pub mod types;
+
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -119,6 +124,14 @@ pub enum Command {
     GenConfig(gen_config::GenConfigArgs),
     /// Show the effective configuration (secrets redacted).
     Config(config::ConfigArgs),
+    /// Check Lua scripts: headers, syntax, contracts, lints.
+    Check(check::Args),
+    /// Write LuaLS definitions (scripts/types/spm.meta.lua) and .luarc.json.
+    Types(types::Args),
+    /// Run script specs (tests/specs).
+    Spec(spec::Args),
+    /// Run a benchmark and print its figures.
+    Bench(bench::Args),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -158,5 +171,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Db(args) => db::run(args, &cli.globals),
         Command::GenConfig(args) => gen_config::run(args, &cli.globals),
         Command::Config(args) => config::run(args, &cli.globals),
+        Command::Check(a) => check::run(a),
+        Command::Types(a) => types::run(a),
+        Command::Spec(a) => spec::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }

@@ -9,7 +9,10 @@
 pub mod audit;
 pub mod migrations;
 pub mod queue;
+pub mod script_kv;
+pub mod script_versions;
 pub mod status;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
