@@ -22,6 +22,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+pub mod sim;
+
 /// What a command reports when it did not fail: success, or a well-formed "no".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -132,6 +134,8 @@ pub enum Command {
     Spec(spec::Args),
     /// Run a benchmark and print its figures.
     Bench(bench::Args),
+    /// Serve a simulated UYUNI (XML-RPC, metrics) on loopback.
+    Sim(sim::SimArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -175,5 +179,5 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Types(a) => types::run(a),
         Command::Spec(a) => spec::run(a),
         Command::Bench(a) => bench::run(a),
-    }
-}
+        Command::Sim(args) => sim::run(args),
+
