@@ -22,7 +22,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
+pub mod queue;
+pub mod score;
 pub mod sim;
+pub mod sync;
 
 /// What a command reports when it did not fail: success, or a well-formed "no".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +139,12 @@ pub enum Command {
     Bench(bench::Args),
     /// Serve a simulated UYUNI (XML-RPC, metrics) on loopback.
     Sim(sim::SimArgs),
+    /// Sync errata from UYUNI (then run the auto-queue rule).
+    Sync(sync::SyncArgs),
+    /// Explain the Success Score of an advisory.
+    Score(score::ScoreArgs),
+    /// The test queue: add, list, show, remove, priority.
+    Queue(queue::QueueArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -180,4 +189,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Spec(a) => spec::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Sim(args) => sim::run(args),
-
+        Command::Sync(args) => sync::run(args, &cli.globals),
+        Command::Score(args) => score::run(args, &cli.globals),
+        Command::Queue(args) => queue::run(args, &cli.globals),
+    }
+}

@@ -1,3 +1,6 @@
 //! Orchestration: sync, scoring, queue, test engine, approvals, policy runs, compliance.
 
+pub mod queue;
+pub mod score;
 pub mod state;
+pub mod sync;

@@ -23,6 +23,10 @@ pub const FILES: &[(&str, &str)] = &[
         "0002_views.sql",
         include_str!("../../migrations/0002_views.sql"),
     ),
+    (
+        "0003_sync_lease.sql",
+        include_str!("../../migrations/0003_sync_lease.sql"),
+    ),
 ];
 
 /// The migration set as rusqlite_migration sees it.

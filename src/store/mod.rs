@@ -7,11 +7,14 @@
 //! (CLI, tests) use the `*_blocking` variants.
 
 pub mod audit;
+pub mod errata;
 pub mod migrations;
 pub mod queue;
 pub mod script_kv;
 pub mod script_versions;
 pub mod status;
+pub mod sync_runs;
+pub mod systems;
 pub mod views;
 
 use std::path::{Path, PathBuf};
