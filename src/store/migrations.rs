@@ -27,6 +27,10 @@ pub const FILES: &[(&str, &str)] = &[
         "0003_sync_lease.sql",
         include_str!("../../migrations/0003_sync_lease.sql"),
     ),
+    (
+        "0004_test_engine.sql",
+        include_str!("../../migrations/0004_test_engine.sql"),
+    ),
 ];
 
 /// The migration set as rusqlite_migration sees it.

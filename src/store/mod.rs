@@ -15,6 +15,7 @@ pub mod script_versions;
 pub mod status;
 pub mod sync_runs;
 pub mod systems;
+pub mod test_runs;
 pub mod views;
 
 use std::path::{Path, PathBuf};
