@@ -1,7 +1,7 @@
 ---@spm api=1 kind=phase
 -- After a rollback: the system answers, and the critical services are up again.
 
-local remote = require("lib.remote")
+local remote = require("remote")
 
 return {
   name = "post_rollback",
@@ -19,6 +19,9 @@ return {
         spm.time.sleep(ctx.config.service_retry_delay_s or 5)
       end
     end
-    spm.fail({ kind = "regression", message = "services still down after rollback: " .. table.concat(down, ", ") })
+    spm.fail({
+      kind = "regression",
+      message = "services still down after rollback: " .. table.concat(down, ", "),
+    })
   end,
 }

@@ -2,8 +2,8 @@
 -- Reboot when the advisory or its packages need it (kernel packages, reboot suggested, the
 -- system's own reboot flag). Passes only when the boot id changed and the system answers.
 
-local pkg = require("lib.pkg")
-local reboot = require("lib.reboot")
+local pkg = require("pkg")
+local reboot = require("reboot")
 
 return {
   name = "reboot",

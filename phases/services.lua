@@ -2,7 +2,7 @@
 -- Critical services must be active after the patch. Retried a few times for slow starts;
 -- a check script that fails or times out is a failure, never "all up".
 
-local remote = require("lib.remote")
+local remote = require("remote")
 
 return {
   name = "services",
@@ -20,7 +20,11 @@ return {
         spm.time.sleep(delay)
       end
     end
-    ctx.state.services = { services = states, down = down }
-    spm.fail({ kind = "regression", message = "critical services down after patch: " .. table.concat(down, ", ") })
+    spm.test.record("services", states)
+    spm.test.record("down", down)
+    spm.fail({
+      kind = "regression",
+      message = "critical services down after patch: " .. table.concat(down, ", "),
+    })
   end,
 }

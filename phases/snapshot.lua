@@ -2,7 +2,7 @@
 -- Take a snapper snapshot before patching. When snapper is unavailable the test goes on
 -- and the rollback falls back to packages; the fallback is recorded.
 
-local remote = require("lib.remote")
+local remote = require("remote")
 
 return {
   name = "snapshot",

@@ -1,7 +1,7 @@
 ---@spm api=1 kind=lib
 -- Package-manager specifics per OS family: exact versions, locks, reboot flags.
 
-local remote = require("lib.remote")
+local remote = require("remote")
 
 local M = {}
 
@@ -38,7 +38,18 @@ function M.evr(p)
   return epoch .. p.version .. release
 end
 
---- Installed versions of the named packages, keyed by name (absent names are left out).
+--- Split a Debian version `[epoch:]upstream[-revision]` into its parts.
+---@param v string
+---@return string epoch, string version, string release
+function M.split_deb_version(v)
+  local epoch, rest = v:match("^(%d+):(.+)$")
+  rest = rest or v
+  local version, release = rest:match("^(.+)-([^-]+)$")
+  return epoch or "", version or rest, release or ""
+end
+
+--- Installed versions of the named packages, keyed by name (absent names are left out),
+--- read on the system itself (dpkg-query / rpm), not from UYUNI's possibly stale profile.
 ---@param ctx table
 ---@param names string[]
 ---@return table<string, table>
@@ -48,9 +59,40 @@ function M.installed(ctx, names)
     wanted[n] = true
   end
   local out = {}
-  for _, p in ipairs(spm.uyuni.packages_installed(ctx.system.id, names)) do
-    if wanted[p.name] then
-      out[p.name] = { name = p.name, epoch = p.epoch or "", version = p.version, release = p.release or "", arch = p.arch }
+  if #names == 0 then
+    return out
+  end
+  local script
+  if M.family(ctx.os) == "rpm" then
+    script = "rpm -q --qf '%{NAME}\\t%{EPOCH}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\n' "
+      .. spm.shell.join(names)
+  else
+    script = "dpkg-query -W -f '${Package}\\t${Version}\\t${Architecture}\\n' "
+      .. spm.shell.join(names)
+  end
+  -- Exit 1 only means some name is not installed; anything else is a broken query.
+  local r = remote.run(ctx, script, { timeout = 60 })
+  if r.exit_code ~= 0 and r.exit_code ~= 1 then
+    spm.fail({
+      kind = "infrastructure",
+      message = string.format(
+        "reading installed versions failed (exit %d): %s",
+        r.exit_code,
+        remote.excerpt(r.stderr)
+      ),
+    })
+  end
+  for line in (r.stdout or ""):gmatch("[^\n]+") do
+    local f = {}
+    for field in (line .. "\t"):gmatch("([^\t]*)\t") do
+      f[#f + 1] = field
+    end
+    if M.family(ctx.os) == "rpm" and #f == 5 and wanted[f[1]] then
+      local epoch = (f[2] == "(none)") and "" or f[2]
+      out[f[1]] = { name = f[1], epoch = epoch, version = f[3], release = f[4], arch = f[5] }
+    elseif M.family(ctx.os) == "deb" and #f == 3 and wanted[f[1]] then
+      local epoch, version, release = M.split_deb_version(f[2])
+      out[f[1]] = { name = f[1], epoch = epoch, version = version, release = release, arch = f[3] }
     end
   end
   return out
@@ -68,7 +110,9 @@ function M.install_exact_script(os, pkgs)
   if M.family(os) == "rpm" then
     return "dnf install -y " .. spm.shell.join(specs) .. " 2>&1"
   end
-  return "DEBIAN_FRONTEND=noninteractive apt-get install -y --allow-downgrades " .. spm.shell.join(specs) .. " 2>&1"
+  return "export DEBIAN_FRONTEND=noninteractive\napt-get install -y --allow-downgrades "
+    .. spm.shell.join(specs)
+    .. " 2>&1"
 end
 
 --- Lock file of the package manager.
@@ -92,7 +136,10 @@ function M.lock_held(ctx)
   elseif r.exit_code == 1 then
     return false
   end
-  spm.fail({ kind = "infrastructure", message = "cannot check the package manager lock: " .. remote.excerpt(r.stderr) })
+  spm.fail({
+    kind = "infrastructure",
+    message = "cannot check the package manager lock: " .. remote.excerpt(r.stderr),
+  })
 end
 
 --- True when the system reports a pending reboot.
@@ -102,7 +149,10 @@ function M.reboot_pending(ctx)
   if M.family(ctx.os) == "rpm" then
     local r = remote.run(ctx, "needs-restarting -r", { timeout = 30 })
     if r.exit_code == 127 then
-      spm.fail({ kind = "infrastructure", message = "needs-restarting is missing (install dnf-utils)" })
+      spm.fail({
+        kind = "infrastructure",
+        message = "needs-restarting is missing (install dnf-utils)",
+      })
     end
     return r.exit_code == 1
   end

@@ -1,7 +1,7 @@
 ---@spm api=1 kind=lib
 -- Reboot a system and prove it: the boot id must change and the system must answer again.
 
-local remote = require("lib.remote")
+local remote = require("remote")
 
 local M = {}
 

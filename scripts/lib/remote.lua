@@ -28,7 +28,12 @@ function M.must(ctx, script, kind, what, opts)
   if r.exit_code ~= 0 then
     spm.fail({
       kind = kind,
-      message = string.format("%s failed (exit %d): %s", what, r.exit_code, M.excerpt(r.stderr ~= "" and r.stderr or r.stdout)),
+      message = string.format(
+        "%s failed (exit %d): %s",
+        what,
+        r.exit_code,
+        M.excerpt(r.stderr ~= "" and r.stderr or r.stdout)
+      ),
     })
   end
   return r
@@ -63,10 +68,19 @@ end
 ---@param ctx table
 ---@return string boot_id
 function M.boot_id(ctx)
-  local r = M.must(ctx, "cat /proc/sys/kernel/random/boot_id", "infrastructure", "reading the boot id", { timeout = 30 })
+  local r = M.must(
+    ctx,
+    "cat /proc/sys/kernel/random/boot_id",
+    "infrastructure",
+    "reading the boot id",
+    { timeout = 30 }
+  )
   local id = M.lines(r.stdout)[1]
   if not id or not id:match("^[%x%-]+$") then
-    spm.fail({ kind = "infrastructure", message = "unexpected boot id output: " .. M.excerpt(r.stdout) })
+    spm.fail({
+      kind = "infrastructure",
+      message = "unexpected boot id output: " .. M.excerpt(r.stdout),
+    })
   end
   return id
 end

@@ -1,11 +1,11 @@
 ---@spm api=1 kind=lib
 -- Verifies that a rollback really restored the captured package versions.
 
-local pkg = require("lib.pkg")
+local pkg = require("pkg")
 
 local M = {}
 
---- Fail with kind "rollback" unless every package in `before` is installed at exactly its
+--- Fail (kind infrastructure) unless every package in `before` is installed at exactly its
 --- captured version. Returns the list of restored packages.
 ---@param ctx table
 ---@param before table<string, table>
@@ -28,7 +28,10 @@ function M.versions_restored(ctx, before)
     end
   end
   if #wrong > 0 then
-    spm.fail({ kind = "rollback", message = "rollback not verified: " .. table.concat(wrong, "; ") })
+    spm.fail({
+      kind = "infrastructure",
+      message = "rollback not verified: " .. table.concat(wrong, "; "),
+    })
   end
   return restored
 end

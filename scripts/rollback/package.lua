@@ -1,10 +1,11 @@
 ---@spm api=1 kind=rollback
 -- Reinstall the exact package versions captured before the patch (epoch included) with
--- apt --allow-downgrades or dnf, then verify them.
+-- apt --allow-downgrades or dnf, restart critical services the patch left down, then
+-- verify the versions.
 
-local pkg = require("lib.pkg")
-local remote = require("lib.remote")
-local verify = require("lib.verify")
+local pkg = require("pkg")
+local remote = require("remote")
+local verify = require("verify")
 
 return {
   name = "package",
@@ -22,7 +23,21 @@ return {
     table.sort(list, function(a, b)
       return a.name < b.name
     end)
-    remote.must(ctx, pkg.install_exact_script(ctx.os, list), "rollback", "package downgrade", { timeout = 600 })
-    return { strategy = "package", restored = verify.versions_restored(ctx, before) }
+    remote.must(
+      ctx,
+      pkg.install_exact_script(ctx.os, list),
+      "infrastructure",
+      "package downgrade",
+      { timeout = 600 }
+    )
+    local _, down = remote.service_states(ctx, ctx.config.critical_services or {})
+    if #down > 0 then
+      remote.run(ctx, "systemctl restart " .. spm.shell.join(down), { timeout = 120 })
+    end
+    return {
+      strategy = "package",
+      restored = verify.versions_restored(ctx, before),
+      restarted = down,
+    }
   end,
 }

@@ -2,9 +2,9 @@
 -- Undo the patch with `snapper undochange N..0`, reboot when the patch touched the kernel or
 -- rebooted the system, then verify the captured package versions are back.
 
-local remote = require("lib.remote")
-local reboot = require("lib.reboot")
-local verify = require("lib.verify")
+local remote = require("remote")
+local reboot = require("reboot")
+local verify = require("verify")
 
 return {
   name = "snapshot",
@@ -18,7 +18,7 @@ return {
     remote.must(
       ctx,
       "snapper undochange " .. spm.shell.quote(string.format("%d..0", n)),
-      "rollback",
+      "infrastructure",
       "snapper undochange",
       { timeout = 600 }
     )
@@ -28,6 +28,11 @@ return {
       rebooted = reboot.reboot_and_wait(ctx, nil)
     end
     local before = (ctx.state.patch or {}).before or {}
-    return { strategy = "snapshot", snapshot = n, reboot = rebooted, restored = verify.versions_restored(ctx, before) }
+    return {
+      strategy = "snapshot",
+      snapshot = n,
+      reboot = rebooted,
+      restored = verify.versions_restored(ctx, before),
+    }
   end,
 }

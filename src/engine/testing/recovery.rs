@@ -178,7 +178,7 @@ impl TestEngine {
                         test_id,
                         system: &system,
                         advisory: &advisory,
-                        config: context::config_json(&self.config, &system.os, &system),
+                        config: self.ctx_config(&system),
                         set: self.host.current(),
                     };
                     let seq = 100;

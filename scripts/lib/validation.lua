@@ -1,5 +1,6 @@
 ---@spm api=1 kind=lib
--- Runs the validation checks named in ctx.config.checks (files in scripts/checks/).
+-- Runs the validation checks named in ctx.config.checks: scripts/checks/<name>.lua of the
+-- script set this test runs with, loaded with require("checks.<name>").
 -- Each check is called twice: with ctx.stage == "baseline" before the patch, and with
 -- ctx.stage == "post" (and ctx.baseline = what the first call returned) after it.
 
@@ -34,7 +35,8 @@ function M.evaluate(ctx, baseline)
     if r.ok == nil then
       r.inconclusive = true
       r.ok = not ctx.config.fail_closed
-      r.message = (r.message or "no data") .. (ctx.config.fail_closed and " (fails closed)" or " (ignored)")
+      r.message = (r.message or "no data")
+        .. (ctx.config.fail_closed and " (fails closed)" or " (ignored)")
     end
     results[name] = r
     if not r.ok then
