@@ -13,8 +13,7 @@ return {
   run = function(ctx)
     local boot_id = remote.boot_id(ctx)
 
-    local df =
-      remote.must(ctx, "df -BM --output=avail /", "infrastructure", "disk check", { timeout = 30 })
+    local df = remote.must(ctx, "df -BM --output=avail /", "infrastructure", "disk check")
     local lines = remote.lines(df.stdout)
     local free_mb = tonumber((lines[#lines] or ""):match("^(%d+)M?$"))
     if not free_mb then

@@ -12,8 +12,7 @@ return {
     local r = remote.run(
       ctx,
       "snapper create --type single --cleanup-algorithm number --print-number --description "
-        .. spm.shell.quote(description),
-      { timeout = 60 }
+        .. spm.shell.quote(description)
     )
     local number = remote.lines(r.stdout)[1]
     if r.exit_code ~= 0 or not number or not number:match("^%d+$") then

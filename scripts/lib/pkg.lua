@@ -71,7 +71,7 @@ function M.installed(ctx, names)
       .. spm.shell.join(names)
   end
   -- Exit 1 only means some name is not installed; anything else is a broken query.
-  local r = remote.run(ctx, script, { timeout = 60 })
+  local r = remote.run(ctx, script)
   if r.exit_code ~= 0 and r.exit_code ~= 1 then
     spm.fail({
       kind = "infrastructure",
@@ -129,7 +129,7 @@ end
 ---@param ctx table
 ---@return boolean
 function M.lock_held(ctx)
-  local r = remote.run(ctx, "fuser " .. spm.shell.quote(M.lock_path(ctx.os)), { timeout = 30 })
+  local r = remote.run(ctx, "fuser " .. spm.shell.quote(M.lock_path(ctx.os)))
   -- fuser exits 0 when a process holds the file, 1 when none does.
   if r.exit_code == 0 then
     return true
@@ -147,7 +147,7 @@ end
 ---@return boolean
 function M.reboot_pending(ctx)
   if M.family(ctx.os) == "rpm" then
-    local r = remote.run(ctx, "needs-restarting -r", { timeout = 30 })
+    local r = remote.run(ctx, "needs-restarting -r")
     if r.exit_code == 127 then
       spm.fail({
         kind = "infrastructure",
@@ -156,7 +156,7 @@ function M.reboot_pending(ctx)
     end
     return r.exit_code == 1
   end
-  local r = remote.run(ctx, "test -e /var/run/reboot-required", { timeout = 30 })
+  local r = remote.run(ctx, "test -e /var/run/reboot-required")
   return r.exit_code == 0
 end
 

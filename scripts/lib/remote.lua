@@ -68,13 +68,8 @@ end
 ---@param ctx table
 ---@return string boot_id
 function M.boot_id(ctx)
-  local r = M.must(
-    ctx,
-    "cat /proc/sys/kernel/random/boot_id",
-    "infrastructure",
-    "reading the boot id",
-    { timeout = 30 }
-  )
+  local r =
+    M.must(ctx, "cat /proc/sys/kernel/random/boot_id", "infrastructure", "reading the boot id")
   local id = M.lines(r.stdout)[1]
   if not id or not id:match("^[%x%-]+$") then
     spm.fail({
@@ -95,7 +90,7 @@ function M.service_states(ctx, units)
   if #units == 0 then
     return states, down
   end
-  local r = M.run(ctx, "systemctl is-active " .. spm.shell.join(units), { timeout = 30 })
+  local r = M.run(ctx, "systemctl is-active " .. spm.shell.join(units))
   local lines = M.lines(r.stdout)
   if #lines ~= #units then
     spm.fail({
