@@ -460,10 +460,10 @@ impl Progress for EditDuringTest {
     }
 }
 
-/// A phase edited during a test does not affect that test but affects the next; tests in
-/// parallel on two systems; crash recovery rolls an interrupted test back.
+/// A phase edited (and hot-reloaded) during a test does not affect that test but affects
+/// the next one; each test records the script hashes it ran with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn edit_during_test_parallel_systems_and_crash_recovery() {
+async fn phase_edited_during_a_test_affects_only_the_next_test() {
     let lab = Lab::start(false).await;
     let progress = Arc::new(EditDuringTest {
         root: lab.root.path().to_path_buf(),

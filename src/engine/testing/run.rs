@@ -249,13 +249,13 @@ impl TestEngine {
             r.insert(test_id, cancel.clone());
         }
         let abort_reason = Arc::new(std::sync::Mutex::new(None::<String>));
-        let watcher = tokio::spawn(watch(
+        let watcher = AbortOnDrop(tokio::spawn(watch(
             self.clone(),
             test_id,
             deadline,
             cancel.clone(),
             abort_reason.clone(),
-        ));
+        )));
         let started = Instant::now();
         let scope = RunScope {
             test_id,
@@ -300,7 +300,7 @@ impl TestEngine {
                 break;
             }
         }
-        watcher.abort();
+        drop(watcher);
         let aborted_by = abort_reason.lock().ok().and_then(|r| r.clone());
         if let Some((_, e)) = &mut failure
             && let Some(reason) = &aborted_by
@@ -526,6 +526,15 @@ impl TestEngine {
             verified,
             details,
         }
+    }
+}
+
+/// Aborts a task when dropped (a test future dropped mid-way stops its watcher).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -173,6 +173,9 @@ impl TestEngine {
         started_by: &str,
     ) -> Result<ItemOutcome, StoreError> {
         let hb_stop = CancellationToken::new();
+        // Stops the heartbeat even when this future is dropped (the process stops
+        // caring about the item; its lease must then expire).
+        let _stop_on_drop = hb_stop.clone().drop_guard();
         let hb = tokio::spawn(heartbeat(
             self.clone(),
             item.id,
