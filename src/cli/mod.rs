@@ -26,6 +26,7 @@ pub mod queue;
 pub mod score;
 pub mod sim;
 pub mod sync;
+pub mod test;
 
 /// What a command reports when it did not fail: success, or a well-formed "no".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +146,8 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// The test queue: add, list, show, remove, priority.
     Queue(queue::QueueArgs),
+    /// The test engine: next, run, status, show, abort.
+    Test(test::TestArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -192,5 +195,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Sync(args) => sync::run(args, &cli.globals),
         Command::Score(args) => score::run(args, &cli.globals),
         Command::Queue(args) => queue::run(args, &cli.globals),
+        Command::Test(args) => test::run(args, &cli.globals),
     }
 }
