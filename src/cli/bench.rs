@@ -22,6 +22,14 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let figures = match args.name.as_str() {
         "host" => bench::host::run()?,
+        "test" => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let mut p = bench::test::BenchParams::default();
+            if args.quick {
+                p.advisories = 20;
+            }
+            rt.block_on(bench::test::run_bench(p))?
+        }
         "uyuni" => {
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let mut p = bench::uyuni::BenchParams::default();
