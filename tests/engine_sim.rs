@@ -116,8 +116,9 @@ impl Lab {
         let host = ScriptHost::open(root.path(), Contracts::default())
             .await
             .expect("shipped scripts load");
-        let prom = with_prometheus
-            .then(|| prometheus::Prometheus::start(&format!("{}/_sim/prometheus-sd", sim.base_url())));
+        let prom = with_prometheus.then(|| {
+            prometheus::Prometheus::start(&format!("{}/_sim/prometheus-sd", sim.base_url()))
+        });
         Lab {
             sim,
             store,
@@ -246,10 +247,12 @@ impl Lab {
 }
 
 fn phase<'a>(phases: &'a [test_runs::PhaseRow], name: &str) -> &'a test_runs::PhaseRow {
-    phases
-        .iter()
-        .find(|p| p.phase == name)
-        .unwrap_or_else(|| panic!("no phase {name} in {:?}", phases.iter().map(|p| &p.phase).collect::<Vec<_>>()))
+    phases.iter().find(|p| p.phase == name).unwrap_or_else(|| {
+        panic!(
+            "no phase {name} in {:?}",
+            phases.iter().map(|p| &p.phase).collect::<Vec<_>>()
+        )
+    })
 }
 
 fn tests_of(o: &ItemOutcome) -> Vec<i64> {
@@ -287,8 +290,15 @@ async fn phases_rollbacks_and_validation_against_the_simulator_and_prometheus() 
         t.evidence.pointer("/packages/after/openssl/release"),
         Some(&Value::from("0ubuntu3.5"))
     );
-    assert_eq!(t.evidence.pointer("/cves/0"), Some(&Value::from("CVE-2026-0001")));
-    assert!(t.evidence.pointer("/metrics/post/cpu/ok") == Some(&Value::Bool(true)), "{}", t.evidence);
+    assert_eq!(
+        t.evidence.pointer("/cves/0"),
+        Some(&Value::from("CVE-2026-0001"))
+    );
+    assert!(
+        t.evidence.pointer("/metrics/post/cpu/ok") == Some(&Value::Bool(true)),
+        "{}",
+        t.evidence
+    );
     let ph = lab.phases(t.id);
     assert_eq!(phase(&ph, "reboot").status, PhaseStatus::Skipped);
     assert!(ph.iter().all(|p| p.status != PhaseStatus::Running));
@@ -307,8 +317,17 @@ async fn phases_rollbacks_and_validation_against_the_simulator_and_prometheus() 
     assert_eq!(out.name(), "pending_approval", "{out:?}");
     let t = lab.test(tests_of(&out)[0]);
     assert!(t.reboot_performed);
-    let after = t.state.pointer("/reboot/boot_id_after").and_then(Value::as_str).unwrap_or("");
-    assert_eq!(t.state.pointer("/reboot/boot_id_before").and_then(Value::as_str), Some(boot_before.as_str()));
+    let after = t
+        .state
+        .pointer("/reboot/boot_id_after")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    assert_eq!(
+        t.state
+            .pointer("/reboot/boot_id_before")
+            .and_then(Value::as_str),
+        Some(boot_before.as_str())
+    );
     assert_ne!(after, boot_before);
     assert_eq!(after, lab.boot_id(sys));
 
@@ -316,7 +335,12 @@ async fn phases_rollbacks_and_validation_against_the_simulator_and_prometheus() 
     let nginx_before = lab.installed(sys, "nginx");
     let q = lab.queue("USN-9002-1", "ubuntu");
     let out = engine.run_queue_id(q, "tester").await.expect("test runs");
-    let ItemOutcome::Failed { class, rollback_verified, .. } = &out else {
+    let ItemOutcome::Failed {
+        class,
+        rollback_verified,
+        ..
+    } = &out
+    else {
         panic!("expected failed, got {out:?}");
     };
     assert_eq!(class, "regression");
@@ -327,7 +351,10 @@ async fn phases_rollbacks_and_validation_against_the_simulator_and_prometheus() 
     assert_eq!(t.rollback_strategy.as_deref(), Some("package"));
     assert_eq!(t.rollback_status.as_deref(), Some("verified"));
     assert_eq!(lab.installed(sys, "nginx"), nginx_before);
-    assert_eq!(t.state.pointer("/snapshot/available"), Some(&Value::Bool(false)));
+    assert_eq!(
+        t.state.pointer("/snapshot/available"),
+        Some(&Value::Bool(false))
+    );
     let ph = lab.phases(t.id);
     assert_eq!(phase(&ph, "rollback").status, PhaseStatus::Passed);
     assert_eq!(phase(&ph, "post_rollback").status, PhaseStatus::Passed);
@@ -336,7 +363,10 @@ async fn phases_rollbacks_and_validation_against_the_simulator_and_prometheus() 
         .read_blocking(|c| test_runs::rollbacks(c, t.id))
         .expect("rollbacks");
     assert_eq!(rbs.len(), 1);
-    assert_eq!((rbs[0].0.as_str(), rbs[0].1.as_str()), ("package", "verified"));
+    assert_eq!(
+        (rbs[0].0.as_str(), rbs[0].1.as_str()),
+        ("package", "verified")
+    );
     assert_eq!(lab.item(q).status, QueueStatus::Failed);
 
     // 4. A patch whose apply fails is rolled back with the versions captured before.
@@ -362,7 +392,12 @@ async fn phases_rollbacks_and_validation_against_the_simulator_and_prometheus() 
     let q = lab.queue("USN-9005-1", "ubuntu");
     let out = engine.run_queue_id(q, "tester").await.expect("test runs");
     let t = lab.test(tests_of(&out)[0]);
-    assert_eq!(t.failure_phase.as_deref(), Some("validate"), "{:?}", t.failure_reason);
+    assert_eq!(
+        t.failure_phase.as_deref(),
+        Some("validate"),
+        "{:?}",
+        t.failure_reason
+    );
     assert_eq!(t.failure_class.as_deref(), Some("regression"));
     let delta = t
         .state
@@ -402,7 +437,10 @@ async fn offline_system_is_retried_and_missing_systems_wait() {
         .store
         .read_blocking(|c| test_runs::pending_actions(c, None))
         .expect("actions");
-    assert!(pending.is_empty(), "the unpicked action was cancelled: {pending:?}");
+    assert!(
+        pending.is_empty(),
+        "the unpicked action was cancelled: {pending:?}"
+    );
 
     // No test system for rhel: waiting_system, and `next` moves on to other items.
     lab.store
@@ -428,7 +466,10 @@ async fn offline_system_is_retried_and_missing_systems_wait() {
         .await
         .expect("next")
         .expect("something to test");
-    assert_eq!(claimed.id, good, "the waiting item does not hold the head of the queue");
+    assert_eq!(
+        claimed.id, good,
+        "the waiting item does not hold the head of the queue"
+    );
     assert_eq!(out.name(), "pending_approval", "{out:?}");
 }
 
@@ -448,7 +489,10 @@ impl Progress for EditDuringTest {
         *done = true;
         let p = self.root.join("phases/patch.lua");
         let src = std::fs::read_to_string(&p).expect("read patch.lua");
-        let edited = src.replace("return { before = before,", "return { edited = true, before = before,");
+        let edited = src.replace(
+            "return { before = before,",
+            "return { edited = true, before = before,",
+        );
         assert_ne!(src, edited, "patch.lua has the expected return line");
         std::fs::write(&p, edited).expect("write patch.lua");
         let host = self.host.clone();
@@ -477,13 +521,23 @@ async fn phase_edited_during_a_test_affects_only_the_next_test() {
     let q1 = lab.queue("USN-9001-1", "ubuntu");
     let out1 = engine.run_queue_id(q1, "tester").await.expect("test 1");
     assert_eq!(out1.name(), "pending_approval", "{out1:?}");
-    assert!(lab.host.current().generation > gen_before, "the edit was loaded");
+    assert!(
+        lab.host.current().generation > gen_before,
+        "the edit was loaded"
+    );
     let t1 = lab.test(tests_of(&out1)[0]);
-    assert!(t1.state.pointer("/patch/edited").is_none(), "test 1 kept its scripts");
+    assert!(
+        t1.state.pointer("/patch/edited").is_none(),
+        "test 1 kept its scripts"
+    );
     let q2 = lab.queue("USN-9006-1", "ubuntu");
     let out2 = engine.run_queue_id(q2, "tester").await.expect("test 2");
     let t2 = lab.test(tests_of(&out2)[0]);
-    assert_eq!(t2.state.pointer("/patch/edited"), Some(&Value::Bool(true)), "test 2 uses the edit");
+    assert_eq!(
+        t2.state.pointer("/patch/edited"),
+        Some(&Value::Bool(true)),
+        "test 2 uses the edit"
+    );
     assert_ne!(
         t1.scripts.pointer("/phases~1patch.lua/sha256"),
         t2.scripts.pointer("/phases~1patch.lua/sha256")
@@ -518,8 +572,15 @@ async fn crash_mid_test_is_recovered_and_rolled_back() {
     stop.0.notified().await;
     task.abort();
     let _ = task.await;
-    assert_ne!(lab.installed("test-ubuntu-01", "nginx"), before, "the patch was applied");
-    let running = lab.store.read_blocking(test_runs::running).expect("running");
+    assert_ne!(
+        lab.installed("test-ubuntu-01", "nginx"),
+        before,
+        "the patch was applied"
+    );
+    let running = lab
+        .store
+        .read_blocking(test_runs::running)
+        .expect("running");
     assert_eq!(running.len(), 1, "the crash left a running test");
     tokio::time::sleep(Duration::from_millis(3500)).await; // the lease expires
 
@@ -532,7 +593,16 @@ async fn crash_mid_test_is_recovered_and_rolled_back() {
     let t = lab.test(running[0].id);
     assert_eq!(t.status, TestStatus::Interrupted);
     assert!(t.failure_reason.unwrap_or_default().contains("rolled back"));
-    assert!(lab.phases(t.id).iter().all(|p| p.status != PhaseStatus::Running));
+    assert!(
+        lab.phases(t.id)
+            .iter()
+            .all(|p| p.status != PhaseStatus::Running)
+    );
     assert_eq!(lab.item(q).status, QueueStatus::Queued);
-    assert!(lab.store.read_blocking(test_runs::running).expect("running").is_empty());
+    assert!(
+        lab.store
+            .read_blocking(test_runs::running)
+            .expect("running")
+            .is_empty()
+    );
 }

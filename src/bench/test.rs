@@ -84,7 +84,9 @@ fn fleet_toml(systems: usize, errata: usize) -> String {
             n = 20000 + i
         );
     }
-    let pkgs: Vec<String> = (0..errata).map(|i| format!("\"benchpkg{i}=1.0-1\"")).collect();
+    let pkgs: Vec<String> = (0..errata)
+        .map(|i| format!("\"benchpkg{i}=1.0-1\""))
+        .collect();
     for k in 0..systems {
         let _ = write!(
             s,
@@ -155,7 +157,9 @@ async fn run(systems: usize, errata: usize, latency_ms: u64) -> anyhow::Result<f
     .await
     .context("sync")?;
     let req = AddRequest {
-        advisories: (0..errata).map(|i| format!("USN-{}-1", 20000 + i)).collect(),
+        advisories: (0..errata)
+            .map(|i| format!("USN-{}-1", 20000 + i))
+            .collect(),
         os: Some("ubuntu".into()),
         queued_by: "bench".into(),
         ..AddRequest::default()

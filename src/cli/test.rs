@@ -189,7 +189,9 @@ fn report(json: bool, queue_id: i64, out: &ItemOutcome) -> anyhow::Result<Outcom
                 " — ROLLBACK NOT VERIFIED, check the test system"
             }
         ),
-        ItemOutcome::WaitingSystem { reason } => format!("queue item {queue_id}: waiting: {reason}"),
+        ItemOutcome::WaitingSystem { reason } => {
+            format!("queue item {queue_id}: waiting: {reason}")
+        }
     };
     print_line(json, &v, &text);
     Ok(match out {
@@ -199,14 +201,18 @@ fn report(json: bool, queue_id: i64, out: &ItemOutcome) -> anyhow::Result<Outcom
 }
 
 fn status(store: &Store, json: bool) -> anyhow::Result<Outcome> {
-    let running = store.read_blocking(|c| test_runs::list(c, None, Some(TestStatus::Running), 1000))?;
+    let running =
+        store.read_blocking(|c| test_runs::list(c, None, Some(TestStatus::Running), 1000))?;
     let counts = store.read_blocking(queue::counts_by_status)?;
     if json {
         let counts: serde_json::Map<String, serde_json::Value> = counts
             .iter()
             .map(|(s, n)| (s.as_str().to_string(), serde_json::json!(n)))
             .collect();
-        println!("{}", serde_json::json!({ "running": running, "queue": counts }));
+        println!(
+            "{}",
+            serde_json::json!({ "running": running, "queue": counts })
+        );
         return Ok(Outcome::Ok);
     }
     if running.is_empty() {
@@ -236,7 +242,9 @@ fn status(store: &Store, json: bool) -> anyhow::Result<Outcome> {
             .join(", ")
     );
     if waiting > 0 {
-        println!("{waiting} item(s) wait for a test system (see `spm queue list --status waiting_system`)");
+        println!(
+            "{waiting} item(s) wait for a test system (see `spm queue list --status waiting_system`)"
+        );
     }
     Ok(Outcome::Ok)
 }
@@ -292,7 +300,9 @@ fn show(store: &Store, id: i64, json: bool) -> anyhow::Result<Outcome> {
         );
     }
     println!("  evidence:");
-    for key in ["packages", "metrics", "services", "reboot", "cves", "rollback"] {
+    for key in [
+        "packages", "metrics", "services", "reboot", "cves", "rollback",
+    ] {
         if let Some(v) = t.evidence.get(key).filter(|v| !v.is_null()) {
             println!("    {key}: {v}");
         }

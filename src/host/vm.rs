@@ -48,7 +48,10 @@ pub const CHECKS_DIR: &str = "scripts/checks";
 /// (`scripts/lib/pkg/util.lua` → `pkg.util`) or a validation check under `scripts/checks`
 /// (`scripts/checks/cpu.lua` → `checks.cpu`, so a phase can run the checks of its set).
 pub fn lib_module_name(path: &str) -> Option<String> {
-    if let Some(rest) = path.strip_prefix(CHECKS_DIR).and_then(|r| r.strip_prefix('/')) {
+    if let Some(rest) = path
+        .strip_prefix(CHECKS_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+    {
         let stem = rest.strip_suffix(".lua")?;
         return Some(format!("checks.{}", stem.replace('/', ".")));
     }

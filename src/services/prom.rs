@@ -145,7 +145,12 @@ impl PromClient {
         })
     }
 
-    async fn get(&self, path: &str, query: &str, params: &[(&str, String)]) -> Result<Data, PromError> {
+    async fn get(
+        &self,
+        path: &str,
+        query: &str,
+        params: &[(&str, String)],
+    ) -> Result<Data, PromError> {
         let url = reqwest::Url::parse_with_params(&format!("{}{}", self.base, path), params)
             .map_err(|e| PromError::Setup(format!("bad prometheus url {}: {e}", self.base)))?;
         let resp = self

@@ -1333,10 +1333,16 @@ mod tests {
 
     #[test]
     fn quotes_make_one_argument() {
-        assert_eq!(words("echo 'a;b' \"c && d\""), vec![w("echo"), w("a;b"), w("c && d")]);
+        assert_eq!(
+            words("echo 'a;b' \"c && d\""),
+            vec![w("echo"), w("a;b"), w("c && d")]
+        );
         assert_eq!(words("echo a\\;b"), vec![w("echo"), w("a;b")]);
         assert_eq!(words("echo 'it'\\''s'"), vec![w("echo"), w("it's")]);
-        assert_eq!(words("echo \"x\\\"y\" '$HOME'"), vec![w("echo"), w("x\"y"), w("$HOME")]);
+        assert_eq!(
+            words("echo \"x\\\"y\" '$HOME'"),
+            vec![w("echo"), w("x\"y"), w("$HOME")]
+        );
         assert_eq!(words("echo ''"), vec![w("echo"), w("")]);
     }
 
@@ -1345,13 +1351,28 @@ mod tests {
         assert_eq!(
             words("#!/bin/bash\na && b || c; d | e # trailing\n"),
             vec![
-                Token::Sep, w("a"), Token::And, w("b"), Token::Or, w("c"), Token::Sep, w("d"),
-                Token::Pipe, w("e"), Token::Sep
+                Token::Sep,
+                w("a"),
+                Token::And,
+                w("b"),
+                Token::Or,
+                w("c"),
+                Token::Sep,
+                w("d"),
+                Token::Pipe,
+                w("e"),
+                Token::Sep
             ]
         );
         assert_eq!(
             words("cmd >/dev/null 2>&1"),
-            vec![w("cmd"), Token::Redir(1), w("/dev/null"), Token::Dup(2), w("1")]
+            vec![
+                w("cmd"),
+                Token::Redir(1),
+                w("/dev/null"),
+                Token::Dup(2),
+                w("1")
+            ]
         );
         assert_eq!(words("echo a#b"), vec![w("echo"), w("a#b")]);
         assert!(tokenize("echo 'open").is_err());

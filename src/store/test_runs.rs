@@ -266,7 +266,13 @@ pub fn start_phase(
     conn.execute(
         "INSERT INTO test_phases (test_id, phase, seq, status, script_path, script_hash) \
          VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
-        params![test_id, phase, seq, script.map(|s| s.0), script.map(|s| s.1)],
+        params![
+            test_id,
+            phase,
+            seq,
+            script.map(|s| s.0),
+            script.map(|s| s.1)
+        ],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -542,13 +548,7 @@ pub fn notify(conn: &Connection, n: &NewNotification) -> StoreResult<i64> {
         "INSERT INTO notifications (event, severity, subject, body, advisory, queue_id, test_id) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
-            n.event,
-            n.severity,
-            n.subject,
-            n.body,
-            n.advisory,
-            n.queue_id,
-            n.test_id
+            n.event, n.severity, n.subject, n.body, n.advisory, n.queue_id, n.test_id
         ],
     )?;
     Ok(conn.last_insert_rowid())
@@ -556,8 +556,7 @@ pub fn notify(conn: &Connection, n: &NewNotification) -> StoreResult<i64> {
 
 /// Notification events of a queue item, oldest first (for tests and `spm test show`).
 pub fn notification_events(conn: &Connection, queue_id: i64) -> StoreResult<Vec<String>> {
-    let mut st =
-        conn.prepare("SELECT event FROM notifications WHERE queue_id = ?1 ORDER BY id")?;
+    let mut st = conn.prepare("SELECT event FROM notifications WHERE queue_id = ?1 ORDER BY id")?;
     let rows = st
         .query_map([queue_id], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -27,7 +27,9 @@ fn binary() -> PathBuf {
             return PathBuf::from(p);
         }
     }
-    panic!("prometheus is not installed: run `apt-get install -y prometheus` (scripts/test-all.sh does)");
+    panic!(
+        "prometheus is not installed: run `apt-get install -y prometheus` (scripts/test-all.sh does)"
+    );
 }
 
 impl Prometheus {
@@ -42,7 +44,10 @@ impl Prometheus {
         std::fs::write(&cfg_path, config).expect("write prometheus.yml");
         let child = Command::new(binary())
             .arg(format!("--config.file={}", cfg_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--web.enable-lifecycle")
             .stdout(Stdio::null())

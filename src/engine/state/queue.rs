@@ -130,7 +130,7 @@ impl Status for QueueStatus {
             Q::Queued => &[Q::WaitingSystem, Q::Testing, Q::Superseded],
             Q::WaitingSystem => &[Q::Queued, Q::Testing, Q::Superseded],
             Q::Testing => &[
-                Q::Queued, // lease expired / interrupted: back in line, visibly
+                Q::Queued,        // lease expired / interrupted: back in line, visibly
                 Q::WaitingSystem, // claimed, but no test system serves its OS
                 Q::Passed,
                 Q::Failed,

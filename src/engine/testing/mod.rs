@@ -37,8 +37,7 @@ pub trait Progress: Send + Sync {
     /// A phase started.
     fn phase_started(&self, _test_id: i64, _phase: &str) {}
     /// A phase ended with `status` (`passed`, `failed`, `skipped`) after `ms`.
-    fn phase_finished(&self, _test_id: i64, _phase: &str, _status: &str, _ms: i64, _note: &str) {
-    }
+    fn phase_finished(&self, _test_id: i64, _phase: &str, _status: &str, _ms: i64, _note: &str) {}
     /// A test ended.
     fn test_finished(&self, _test_id: i64, _status: &str, _reason: Option<&str>) {}
 }

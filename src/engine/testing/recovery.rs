@@ -85,7 +85,9 @@ impl TestEngine {
                         from,
                         QueueStatus::Queued,
                         &TransitionExtra {
-                            notes: Some("returned to the queue: the engine holding it stopped".into()),
+                            notes: Some(
+                                "returned to the queue: the engine holding it stopped".into(),
+                            ),
                             ..TransitionExtra::default()
                         },
                     )
@@ -116,8 +118,12 @@ impl TestEngine {
             return Ok(AbortOutcome::Requested);
         }
         let mut report = RecoveryReport::default();
-        self.recover_test(test_id, &format!("aborted by an operator: {reason}"), &mut report)
-            .await?;
+        self.recover_test(
+            test_id,
+            &format!("aborted by an operator: {reason}"),
+            &mut report,
+        )
+        .await?;
         Ok(AbortOutcome::Recovered(report))
     }
 
@@ -127,7 +133,10 @@ impl TestEngine {
         let now = format_ts(chrono::Utc::now());
         Ok(item.status.is_in_test()
             && item.lease_owner.as_deref().is_some_and(|o| o != self.owner)
-            && item.lease_until.as_deref().is_some_and(|u| u > now.as_str()))
+            && item
+                .lease_until
+                .as_deref()
+                .is_some_and(|u| u > now.as_str()))
     }
 
     async fn cancel_action(&self, action_id: i64) {
@@ -219,7 +228,8 @@ impl TestEngine {
             } else {
                 (QueueStatus::Failed, format!("failed: {why}"))
             };
-            let (id, from, adv, os) = (item.id, item.status, item.advisory.clone(), item.os.clone());
+            let (id, from, adv, os) =
+                (item.id, item.status, item.advisory.clone(), item.os.clone());
             let w = why.clone();
             self.store
                 .write(move |tx| {
@@ -240,7 +250,9 @@ impl TestEngine {
                             &test_runs::NewNotification {
                                 event: "test_failed".into(),
                                 severity: "critical".into(),
-                                subject: format!("{adv} ({os}): interrupted test, rollback not verified"),
+                                subject: format!(
+                                    "{adv} ({os}): interrupted test, rollback not verified"
+                                ),
                                 body: w,
                                 advisory: Some(adv.clone()),
                                 queue_id: Some(id),

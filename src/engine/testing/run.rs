@@ -114,10 +114,9 @@ impl TestEngine {
                 cancel.clone(),
                 timeouts,
             ))),
-            prom: self
-                .prom
-                .clone()
-                .map(|p| Arc::new(PromAdapter::new(p)) as Arc<dyn crate::host::services::PromService>),
+            prom: self.prom.clone().map(|p| {
+                Arc::new(PromAdapter::new(p)) as Arc<dyn crate::host::services::PromService>
+            }),
             store: Some(self.store.clone()),
             recorder: Some(recorder.clone()),
             ..Services::default()
@@ -152,7 +151,13 @@ impl TestEngine {
             let (label, path) = (label.to_string(), path.to_string());
             self.store
                 .write(move |tx| {
-                    test_runs::start_phase(tx, test_id, &label, seq, hash.as_deref().map(|h| (path.as_str(), h)))
+                    test_runs::start_phase(
+                        tx,
+                        test_id,
+                        &label,
+                        seq,
+                        hash.as_deref().map(|h| (path.as_str(), h)),
+                    )
                 })
                 .await
         };
@@ -200,7 +205,10 @@ impl TestEngine {
         if let Ok(phase_id) = phase_id {
             let end = test_runs::PhaseEnd {
                 status,
-                script: out.scripts.first().map(|s| (s.path.clone(), s.sha256.clone())),
+                script: out
+                    .scripts
+                    .first()
+                    .map(|s| (s.path.clone(), s.sha256.clone())),
                 duration_ms: ms,
                 output,
                 data: data.clone(),
@@ -241,7 +249,10 @@ impl TestEngine {
             owner: self.owner.clone(),
             deadline_at: format_ts(deadline_at),
         };
-        let test_id = self.store.write(move |tx| test_runs::begin(tx, &new)).await?;
+        let test_id = self
+            .store
+            .write(move |tx| test_runs::begin(tx, &new))
+            .await?;
         self.progress
             .test_started(test_id, &advisory.name, &system.name);
         let cancel = CancellationToken::new();
@@ -337,7 +348,12 @@ impl TestEngine {
                     FailureClass::Aborted => TestStatus::Aborted,
                     _ => TestStatus::Error,
                 };
-                (status, Some(class), Some(phase.clone()), Some(e.message.clone()))
+                (
+                    status,
+                    Some(class),
+                    Some(phase.clone()),
+                    Some(e.message.clone()),
+                )
             }
         };
         let end = test_runs::TestEnd {
@@ -427,7 +443,8 @@ impl TestEngine {
         for name in &self.config.rollback_order {
             let path = format!("scripts/rollback/{name}.lua");
             if scope.set.get(&path).is_none() {
-                considered.push(json!({ "strategy": name, "applies": false, "why": "no such script" }));
+                considered
+                    .push(json!({ "strategy": name, "applies": false, "why": "no such script" }));
                 continue;
             }
             let (services, _) = self.services(test_id, &cancel);
@@ -459,7 +476,8 @@ impl TestEngine {
             }
         }
         let Some((strategy, path)) = chosen else {
-            let details = json!({ "considered": considered, "error": "no rollback strategy applies" });
+            let details =
+                json!({ "considered": considered, "error": "no rollback strategy applies" });
             let _ = self
                 .store
                 .write(move |tx| test_runs::set_rollback(tx, test_id, None, "failed"))
@@ -495,7 +513,15 @@ impl TestEngine {
                 Ok(f) => {
                     let path = f.path.clone();
                     let p = self
-                        .run_phase_row(scope, first_seq + 1, "post_rollback", &path, state, &cancel, budget)
+                        .run_phase_row(
+                            scope,
+                            first_seq + 1,
+                            "post_rollback",
+                            &path,
+                            state,
+                            &cancel,
+                            budget,
+                        )
                         .await;
                     state["post_rollback"] = p.data.clone();
                     details["post_rollback"] = p.data;

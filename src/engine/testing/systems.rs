@@ -30,8 +30,7 @@ pub fn os_of_group(prefix: &str, group: &str) -> Option<&'static str> {
         Some("ubuntu")
     } else if rest.starts_with("debian") {
         Some("debian")
-    } else if rest.starts_with("rhel") || rest.starts_with("centos") || rest.starts_with("rocky")
-    {
+    } else if rest.starts_with("rhel") || rest.starts_with("centos") || rest.starts_with("rocky") {
         Some("rhel")
     } else {
         None

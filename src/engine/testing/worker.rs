@@ -88,7 +88,8 @@ pub fn retry_policy(c: &RetryConfig) -> RetryPolicy {
 
 fn lease_until(lease: Duration) -> String {
     format_ts(
-        chrono::Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5)),
+        chrono::Utc::now()
+            + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(5)),
     )
 }
 
@@ -225,7 +226,13 @@ impl TestEngine {
             Err(e) => {
                 let reason = format!("cannot list the test systems in UYUNI: {e}");
                 return self
-                    .decide_failure(item, Vec::new(), FailureClass::Infrastructure, &reason, true)
+                    .decide_failure(
+                        item,
+                        Vec::new(),
+                        FailureClass::Infrastructure,
+                        &reason,
+                        true,
+                    )
                     .await;
             }
         };
@@ -302,7 +309,11 @@ impl TestEngine {
         }
     }
 
-    async fn decide_pass(&self, item: &QueueItem, tests: Vec<i64>) -> Result<ItemOutcome, StoreError> {
+    async fn decide_pass(
+        &self,
+        item: &QueueItem,
+        tests: Vec<i64>,
+    ) -> Result<ItemOutcome, StoreError> {
         let (id, adv, os) = (item.id, item.advisory.clone(), item.os.clone());
         let last = tests.last().copied();
         let n = tests.len();
@@ -357,7 +368,10 @@ impl TestEngine {
         let (to, retry_after) = match decision {
             AfterFailure::Retry(d) => (
                 QueueStatus::RetryPending,
-                Some(chrono::Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero())),
+                Some(
+                    chrono::Utc::now()
+                        + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero()),
+                ),
             ),
             AfterFailure::Fail => (QueueStatus::Failed, None),
         };
@@ -383,7 +397,12 @@ impl TestEngine {
                     tx,
                     &test_runs::NewNotification {
                         event: "test_failed".into(),
-                        severity: if rollback_verified { "warning" } else { "critical" }.into(),
+                        severity: if rollback_verified {
+                            "warning"
+                        } else {
+                            "critical"
+                        }
+                        .into(),
                         subject: format!("{adv} ({os}) failed testing ({})", class.as_str()),
                         body: format!(
                             "{reason_s}\nNext: {}.{}",
@@ -420,7 +439,12 @@ impl TestEngine {
 }
 
 /// Renew the item's lease until stopped; a lost lease cancels this engine's tests of it.
-async fn heartbeat(engine: Arc<TestEngine>, item_id: i64, lease: Duration, stop: CancellationToken) {
+async fn heartbeat(
+    engine: Arc<TestEngine>,
+    item_id: i64,
+    lease: Duration,
+    stop: CancellationToken,
+) {
     let every = (lease / 3).max(Duration::from_millis(500));
     loop {
         tokio::select! {
