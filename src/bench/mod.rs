@@ -1,8 +1,9 @@
 //! Benchmarks behind `spm bench <name> --json`; each prints one JSON object.
 
 pub mod host;
+pub mod sync;
 pub mod test;
 pub mod uyuni;
 
 /// Names `spm bench` accepts.
-pub const NAMES: &[&str] = &["host", "test", "uyuni"];
+pub const NAMES: &[&str] = &["host", "sync", "test", "uyuni"];

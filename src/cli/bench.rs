@@ -16,6 +16,18 @@ pub struct Args {
     /// Fewer iterations, for a quick look.
     #[arg(long)]
     pub quick: bool,
+    /// `sync`: relevant errata (small fleets) or catalogue size (default 634).
+    #[arg(long)]
+    pub errata: Option<usize>,
+    /// `sync`: systems in scope (default 2).
+    #[arg(long)]
+    pub systems: Option<usize>,
+    /// `sync`: simulated latency per call in ms (default 50).
+    #[arg(long)]
+    pub latency_ms: Option<u64>,
+    /// `sync`: UYUNI calls in flight (default 10).
+    #[arg(long)]
+    pub workers: Option<usize>,
 }
 
 /// Run `spm bench`.
@@ -38,6 +50,18 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 p.rounds_slow = 10;
             }
             rt.block_on(bench::uyuni::run(p))?
+        }
+        "sync" => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let d = crate::bench::sync::SyncBenchParams::default();
+            let p = crate::bench::sync::SyncBenchParams {
+                errata: args.errata.unwrap_or(d.errata),
+                systems: args.systems.unwrap_or(d.systems),
+                latency_ms: args.latency_ms.unwrap_or(d.latency_ms),
+                workers: args.workers.unwrap_or(d.workers),
+                ..d
+            };
+            rt.block_on(crate::bench::sync::run(p))?
         }
         other => anyhow::bail!(
             "unknown benchmark `{other}` (available: {})",

@@ -268,10 +268,11 @@ impl World {
                     continue;
                 };
                 for (&sid, row) in &action.servers {
-                    if let Some((t, ev)) = self.next_event(action, sid, row) {
-                        if t <= now && best.as_ref().is_none_or(|b| t < b.0) {
-                            best = Some((t, aid, sid, ev));
-                        }
+                    if let Some((t, ev)) = self.next_event(action, sid, row)
+                        && t <= now
+                        && best.as_ref().is_none_or(|b| t < b.0)
+                    {
+                        best = Some((t, aid, sid, ev));
                     }
                 }
             }
@@ -389,12 +390,12 @@ impl World {
                         if !sys.channels.contains(&p.channel) {
                             continue;
                         }
-                        if let Some(cur) = sys.installed.get_mut(&p.name) {
-                            if p.evr.cmp_with(&cur.evr, kind).is_gt() {
-                                cur.evr = p.evr.clone();
-                                cur.installtime = t;
-                                changed.push(format!("{}-{}", p.name, p.evr));
-                            }
+                        if let Some(cur) = sys.installed.get_mut(&p.name)
+                            && p.evr.cmp_with(&cur.evr, kind).is_gt()
+                        {
+                            cur.evr = p.evr.clone();
+                            cur.installtime = t;
+                            changed.push(format!("{}-{}", p.name, p.evr));
                         }
                     }
                     let b = &e.behaviour;
@@ -464,10 +465,10 @@ impl World {
     /// `schedule.cancelActions`: Err(id) if a server action of `id` is Picked Up.
     pub fn cancel_actions(&mut self, ids: &[u32]) -> Result<(), u32> {
         for id in ids {
-            if let Some(a) = self.actions.get(id) {
-                if a.servers.values().any(|r| r.status == Status::PickedUp) {
-                    return Err(*id);
-                }
+            if let Some(a) = self.actions.get(id)
+                && a.servers.values().any(|r| r.status == Status::PickedUp)
+            {
+                return Err(*id);
             }
         }
         for id in ids {

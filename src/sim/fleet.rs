@@ -505,8 +505,9 @@ impl FleetBuilder {
     pub fn finish(mut self, timings: Timings, user: &str, password: &str) -> World {
         self.catalog.build_indices();
         let mut world = World::new(self.catalog, self.seed, timings);
+        let mut cache = super::model::RelevanceCache::new();
         for s in self.systems.values_mut() {
-            s.recompute_relevance(&world.catalog);
+            s.recompute_relevance_cached(&world.catalog, Some(&mut cache));
         }
         world.systems = self.systems;
         for (i, (name, members)) in self.groups.into_iter().enumerate() {

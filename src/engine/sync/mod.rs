@@ -18,6 +18,10 @@
 //!    Score) for new or changed (advisory, OS) pairs;
 //! 6. the run ends `ok`, `partial` (with every failure and its reason) or `failed`.
 //!
+//! Relevance is per OS, not per scope: a sync marks stale what the systems *it* covers no
+//! longer need, so switching `scope` from `all` to `test` makes production-only advisories
+//! stale (they are kept, and come back on the next sync that covers them).
+//!
 //! Bad data from UYUNI (an advisory without a name or type, an unparsable date, a package
 //! with an invalid version) is reported and that advisory skipped; the rest is kept.
 
@@ -81,8 +85,14 @@ pub struct SyncConfig {
     pub concurrency: usize,
     /// Fetch package lists at sync time (needed for a confident Success Score).
     pub fetch_packages: bool,
-    /// Systems per `system.getRelevantErrata` call.
+    /// Systems per `system.getRelevantErrata` call. Each answer is decoded whole, so this
+    /// bounds memory: about `relevant_batch_size × relevant errata per system` structs.
     pub relevant_batch_size: usize,
+    /// `system.getRelevantErrata` batches in flight at once (memory bound as above).
+    pub relevant_batches_in_flight: usize,
+    /// Target relevant-errata entries per `system.getRelevantErrata` answer; after the
+    /// first answers the batch shrinks so dense fleets stay within memory.
+    pub relevant_entries_per_call: usize,
     /// Lease of a running sync, seconds (renewed every third of it).
     pub lease_s: u64,
 }
@@ -96,7 +106,9 @@ impl Default for SyncConfig {
             production_group_prefix: None,
             concurrency: 10,
             fetch_packages: true,
-            relevant_batch_size: 50,
+            relevant_batch_size: 25,
+            relevant_batches_in_flight: 2,
+            relevant_entries_per_call: 20_000,
             lease_s: 120,
         }
     }
@@ -470,10 +482,15 @@ async fn sync_cycle<S: ErrataSource>(
     );
     observer.event(&SyncEvent::Writing);
     let scorer = Arc::clone(scorer);
+    let t_write = Instant::now();
     let stale = store
         .write(move |tx| write_plan(tx, &plan, &scorer))
         .await
         .map_err(|e| format!("writing the sync result failed (nothing was saved): {e}"))?;
+    tracing::debug!(
+        elapsed_ms = t_write.elapsed().as_millis() as u64,
+        "sync written"
+    );
     Ok(Counts {
         systems: counts_base.0,
         errata: counts_base.1,
@@ -633,13 +650,36 @@ async fn collect<S: ErrataSource>(
         count: scoped.len(),
     });
 
-    // Relevant errata, in batches of systems.
+    let t_stage = Instant::now();
+    // Relevant errata, in batches of systems. Each answer is decoded whole, so the batch
+    // size adapts to the density seen so far: about `relevant_entries_per_call` entries
+    // per call, never more than `relevant_batch_size` systems.
     let ids: Vec<i64> = scoped.keys().copied().collect();
-    let batch = config.relevant_batch_size.max(1);
+    let max_batch = config.relevant_batch_size.max(1);
+    let in_flight = config.relevant_batches_in_flight.clamp(1, workers);
     let mut found = Found::default();
     let mut failed_systems: Vec<(i64, String)> = Vec::new();
-    {
-        let mut stream = futures::stream::iter(ids.chunks(batch).map(<[i64]>::to_vec))
+    let mut next = 0usize;
+    let (mut seen_systems, mut seen_entries) = (0usize, 0usize);
+    while next < ids.len() {
+        // The first call probes the density with a few systems, alone.
+        let first = seen_systems == 0 && failed_systems.is_empty();
+        let batch = if first {
+            max_batch.min(4)
+        } else {
+            let per_system = (seen_entries / seen_systems).max(1);
+            (config.relevant_entries_per_call / per_system).clamp(1, max_batch)
+        };
+        let mut chunks = Vec::with_capacity(in_flight);
+        for _ in 0..if first { 1 } else { in_flight } {
+            if next >= ids.len() {
+                break;
+            }
+            let end = (next + batch).min(ids.len());
+            chunks.push(ids[next..end].to_vec());
+            next = end;
+        }
+        let mut stream = futures::stream::iter(chunks)
             .map(|chunk| async move {
                 calls.count(method::RELEVANT);
                 match source.relevant_errata_batch(&chunk).await {
@@ -666,17 +706,21 @@ async fn collect<S: ErrataSource>(
                                     source.relevant_errata(id).await.map_err(|e| e.to_string()),
                                 )
                             })
-                            .buffer_unordered(workers)
+                            .buffer_unordered(in_flight)
                             .collect::<Vec<_>>()
                             .await
                     }
                 }
             })
-            .buffer_unordered(workers);
+            .buffer_unordered(in_flight);
         while let Some(results) = stream.next().await {
             for (id, r) in results {
                 match r {
-                    Ok(list) => found.add(id, list, failures),
+                    Ok(list) => {
+                        seen_systems += 1;
+                        seen_entries += list.len();
+                        found.add(id, list, failures);
+                    }
                     Err(e) => failed_systems.push((id, e)),
                 }
             }
@@ -694,6 +738,13 @@ async fn collect<S: ErrataSource>(
         );
     }
 
+    tracing::debug!(
+        elapsed_ms = t_stage.elapsed().as_millis() as u64,
+        systems = found.per_system.len(),
+        advisories = found.overviews.len(),
+        "relevant errata collected"
+    );
+    let t_stage = Instant::now();
     // What needs fetching.
     let known = store
         .read(errata_store::known)
@@ -776,6 +827,11 @@ async fn collect<S: ErrataSource>(
         }
     }
 
+    tracing::debug!(
+        elapsed_ms = t_stage.elapsed().as_millis() as u64,
+        calls = total_calls,
+        "advisory details fetched"
+    );
     // Validate and prepare.
     let mut prepared = Vec::with_capacity(fetch.len());
     let mut excluded: HashSet<u32> = HashSet::new();

@@ -523,3 +523,32 @@ async fn batch_failure_falls_back_per_system() {
     // 1 failed batch + 3 single calls.
     assert_eq!(f.take_calls()[method::RELEVANT], 4);
 }
+
+#[tokio::test]
+async fn relevance_batches_shrink_for_dense_fleets() {
+    let store = Store::open_in_memory().unwrap();
+    let mut f = fleet();
+    // 20 more ubuntu systems, each needing the same 3 advisories.
+    let extra: Vec<RawSystem> = (100..120).map(|i| sys(i, &format!("u{i}"))).collect();
+    for s in &extra {
+        f.relevant.insert(s.id, f.relevant[&1].clone());
+    }
+    f.groups[0].1.extend(extra);
+    let cfg = SyncConfig {
+        relevant_entries_per_call: 6,
+        relevant_batch_size: 50,
+        ..SyncConfig::default()
+    };
+    let r = run_sync(&store, &f, &scorer(), &cfg, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(r.status, SyncStatus::Ok, "{:?}", r.summary.failures);
+    assert_eq!(r.summary.systems_total, 23);
+    // The first call probes 4 systems (1, 2, 3, 100: 9 entries, 2 per system), then
+    // 6 / 2 = 3 systems per call for the other 19: 1 + 7 calls.
+    assert_eq!(f.take_calls()[method::RELEVANT], 8);
+    let rel = store
+        .read_blocking(|c| errata_store::relevance(c, "USN-1-1"))
+        .unwrap();
+    assert_eq!(rel[0].system_count, 22, "every system counted once");
+}
