@@ -261,8 +261,10 @@ impl World {
 
     /// Replay lifecycle events up to `now`, oldest first.
     pub fn tick(&mut self, now: NaiveDateTime) {
+        // Systems do not affect each other, so each round applies the earliest due event
+        // of every system at once; a system's own events stay in time order.
         loop {
-            let mut best: Option<(NaiveDateTime, u32, SystemId, Event)> = None;
+            let mut due: BTreeMap<SystemId, (NaiveDateTime, u32, Event)> = BTreeMap::new();
             for &aid in &self.pending {
                 let Some(action) = self.actions.get(&aid) else {
                     continue;
@@ -270,14 +272,18 @@ impl World {
                 for (&sid, row) in &action.servers {
                     if let Some((t, ev)) = self.next_event(action, sid, row)
                         && t <= now
-                        && best.as_ref().is_none_or(|b| t < b.0)
+                        && due.get(&sid).is_none_or(|b| t < b.0)
                     {
-                        best = Some((t, aid, sid, ev));
+                        due.insert(sid, (t, aid, ev));
                     }
                 }
             }
-            let Some((t, aid, sid, ev)) = best else { break };
-            self.apply_event(t, aid, sid, ev);
+            if due.is_empty() {
+                break;
+            }
+            for (sid, (t, aid, ev)) in due {
+                self.apply_event(t, aid, sid, ev);
+            }
         }
     }
 
