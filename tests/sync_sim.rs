@@ -99,7 +99,10 @@ async fn first_sync_then_unchanged_resync_against_the_simulator() {
         .collect::<std::collections::BTreeSet<_>>();
     assert_eq!(calls["errata.listCves"], security.len() as u64);
     // Batches of systems: a first probe of 4 systems, then the other 2 of the 6 together.
-    assert_eq!(calls["system.getRelevantErrata"], 2, "batched, not one call per system");
+    assert_eq!(
+        calls["system.getRelevantErrata"], 2,
+        "batched, not one call per system"
+    );
     assert_eq!(calls["auth.login"], 1, "one session");
 
     // Test systems got their OS from their groups.
