@@ -352,6 +352,15 @@ async fn phases_rollbacks_and_validation_against_the_simulator_and_prometheus() 
     assert_eq!(t.rollback_status.as_deref(), Some("verified"));
     assert_eq!(lab.installed(sys, "nginx"), nginx_before);
     assert_eq!(
+        lab.installed(sys, "nginx-common"),
+        "1:1.24.0-2ubuntu7.1",
+        "epoch kept in the downgrade"
+    );
+    assert_eq!(
+        t.state.pointer("/patch/before/nginx-common/epoch"),
+        Some(&Value::from("1"))
+    );
+    assert_eq!(
         t.state.pointer("/snapshot/available"),
         Some(&Value::Bool(false))
     );
@@ -605,4 +614,78 @@ async fn crash_mid_test_is_recovered_and_rolled_back() {
             .expect("running")
             .is_empty()
     );
+}
+
+/// `spm test abort` from another process: the engine running the test sees the request,
+/// cancels its outstanding UYUNI action, rolls back and closes the test as aborted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_cancels_actions_and_rolls_back() {
+    let lab = Lab::start(false).await;
+    let mut cfg = test_config();
+    cfg.systems = vec!["test-ubuntu-01".into()];
+    struct InPatch(tokio::sync::Notify);
+    impl Progress for InPatch {
+        fn phase_started(&self, _t: i64, phase: &str) {
+            if phase == "patch" {
+                self.0.notify_one();
+            }
+        }
+    }
+    let seen = Arc::new(InPatch(tokio::sync::Notify::new()));
+    let engine = lab.engine(cfg.clone()).with_progress(seen.clone());
+    let q = lab.queue("USN-9007-1", "ubuntu");
+    let task = {
+        let e = engine.clone();
+        tokio::spawn(async move { e.run_queue_id(q, "tester").await })
+    };
+    seen.0.notified().await;
+    // Wait until the hanging errata action is recorded.
+    let mut test_id = None;
+    for _ in 0..200 {
+        let pending = lab
+            .store
+            .read_blocking(|c| test_runs::pending_actions(c, None))
+            .expect("actions");
+        if let Some(a) = pending.iter().find(|a| a.kind == "errata") {
+            test_id = a.test_id;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let test_id = test_id.expect("the errata action is recorded with its test");
+    let other = lab.engine(cfg); // another process: a different lease owner
+    let how = other
+        .abort(test_id, "operator says stop")
+        .await
+        .expect("abort");
+    assert_eq!(how, spm::engine::testing::recovery::AbortOutcome::Requested);
+    let out = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the test stops")
+        .expect("task")
+        .expect("outcome");
+    let ItemOutcome::Failed {
+        class,
+        rollback_verified,
+        ..
+    } = &out
+    else {
+        panic!("expected failed, got {out:?}");
+    };
+    assert_eq!(class, "aborted");
+    assert!(rollback_verified);
+    let t = lab.test(test_id);
+    assert_eq!(t.status, TestStatus::Aborted);
+    assert!(
+        t.failure_reason
+            .unwrap_or_default()
+            .contains("operator says stop")
+    );
+    assert_eq!(t.rollback_status.as_deref(), Some("verified"));
+    let pending = lab
+        .store
+        .read_blocking(|c| test_runs::pending_actions(c, None))
+        .expect("actions");
+    assert!(pending.is_empty(), "no action left pending: {pending:?}");
+    assert_eq!(lab.item(q).status, QueueStatus::Failed);
 }
