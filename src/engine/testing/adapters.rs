@@ -117,6 +117,66 @@ impl UyuniAdapter {
     }
 }
 
+impl UyuniAdapter {
+    /// Poll a script action through its results (one call per poll once the system
+    /// reported, instead of listing completed and failed systems first), backing off from
+    /// the client's short interval. `Ok(None)` when the action is no longer in progress
+    /// without a result for the system, or the deadline passed.
+    async fn poll_script(
+        &self,
+        action_id: i64,
+        system_id: i64,
+        deadline: Duration,
+    ) -> Result<Option<ScriptRunResult>, ScriptError> {
+        let (initial, max) = self.client.poll_intervals();
+        let until = tokio::time::Instant::now() + deadline;
+        let mut interval = initial.max(Duration::from_millis(1));
+        loop {
+            let results = self
+                .client
+                .script_results(action_id)
+                .await
+                .map_err(uyuni_err)?;
+            if let Some(r) = results.into_iter().find(|r| r.server_id == system_id) {
+                let status = if r.return_code == 0 { "completed" } else { "failed" };
+                self.close(action_id, status).await;
+                return Ok(Some(ScriptRunResult {
+                    exit_code: r.return_code,
+                    stdout: r.stdout,
+                    stderr: r.stderr,
+                }));
+            }
+            let busy = self
+                .client
+                .list_in_progress_systems(action_id)
+                .await
+                .map_err(uyuni_err)?;
+            if !busy.iter().any(|s| s.server_id == system_id) {
+                return Ok(None);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return Ok(None);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval.min(until - now)) => {}
+                _ = self.cancel.cancelled() => {
+                    let status = match self.client.cancel_actions(&[action_id]).await {
+                        Ok(()) => "cancelled",
+                        Err(_) => "unknown",
+                    };
+                    self.close(action_id, status).await;
+                    return Err(ScriptError::new(
+                        ErrorKind::Cancelled,
+                        format!("test cancelled while waiting for script action {action_id}"),
+                    ));
+                }
+            }
+            interval = (interval * 2).min(max.max(initial));
+        }
+    }
+}
+
 /// A UYUNI client error as a script error: transport problems are transient, faults
 /// infrastructure.
 pub fn uyuni_err(e: UyuniError) -> ScriptError {
@@ -194,7 +254,13 @@ impl UyuniService for UyuniAdapter {
                 .map_err(uyuni_err)?;
             self.record(action_id, "script", vec![system_id]).await;
             let waited = timeout + self.timeouts.pickup;
-            let report = self.wait(action_id, &[system_id], waited).await?;
+            if let Some(r) = self.poll_script(action_id, system_id, waited).await? {
+                return Ok(r);
+            }
+            // Finished without a result, or never picked up: ask for the final states
+            // (this also cancels what is still queued at the deadline).
+            let left = Duration::from_millis(1);
+            let report = self.wait(action_id, &[system_id], left).await?;
             let results = self
                 .client
                 .script_results(action_id)
