@@ -689,3 +689,37 @@ async fn abort_cancels_actions_and_rolls_back() {
     assert!(pending.is_empty(), "no action left pending: {pending:?}");
     assert_eq!(lab.item(q).status, QueueStatus::Failed);
 }
+
+/// On a system with snapper the snapshot strategy applies first: `snapper undochange N..0`
+/// restores the packages, the versions are verified, post_rollback passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_rollback_when_snapper_is_available() {
+    let lab = Lab::start(false).await;
+    let mut cfg = test_config();
+    cfg.systems = vec!["test-ubuntu-02".into()];
+    let engine = lab.engine(cfg);
+    let before = lab.installed("test-ubuntu-02", "nginx-common");
+    let q = lab.queue("USN-9002-1", "ubuntu");
+    let out = engine.run_queue_id(q, "tester").await.expect("test runs");
+    let t = lab.test(tests_of(&out)[0]);
+    assert_eq!(t.failure_phase.as_deref(), Some("services"));
+    assert_eq!(
+        t.state.pointer("/snapshot/available"),
+        Some(&Value::Bool(true))
+    );
+    assert!(t.snapshot_id.is_some());
+    assert_eq!(t.rollback_strategy.as_deref(), Some("snapshot"));
+    assert_eq!(
+        t.rollback_status.as_deref(),
+        Some("verified"),
+        "{}",
+        t.state
+    );
+    assert_eq!(lab.installed("test-ubuntu-02", "nginx-common"), before);
+    let sent_undo = t
+        .state
+        .pointer("/rollback/snapshot")
+        .and_then(Value::as_i64)
+        .is_some();
+    assert!(sent_undo, "{}", t.state);
+}

@@ -138,7 +138,11 @@ impl UyuniAdapter {
                 .await
                 .map_err(uyuni_err)?;
             if let Some(r) = results.into_iter().find(|r| r.server_id == system_id) {
-                let status = if r.return_code == 0 { "completed" } else { "failed" };
+                let status = if r.return_code == 0 {
+                    "completed"
+                } else {
+                    "failed"
+                };
                 self.close(action_id, status).await;
                 return Ok(Some(ScriptRunResult {
                     exit_code: r.return_code,
