@@ -723,3 +723,76 @@ async fn snapshot_rollback_when_snapper_is_available() {
         .is_some();
     assert!(sent_undo, "{}", t.state);
 }
+
+/// An item that requires every test system is tested on each (one notification for the
+/// item, not one per system); two items on two systems run in parallel under the workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_systems_items_and_parallel_workers() {
+    let lab = Lab::start(false).await;
+    let engine = lab.engine(test_config()); // test systems from the UYUNI group test-ubuntu
+    let req = AddRequest {
+        advisories: vec!["USN-9006-1".into()],
+        os: Some("ubuntu".into()),
+        queued_by: "tester".into(),
+        require_all_systems: true,
+        ..AddRequest::default()
+    };
+    let scorer = &lab.scorer;
+    let q = lab
+        .store
+        .write_blocking(|tx| {
+            add(tx, scorer, &req).map_err(|e| spm::store::StoreError::Conflict(e.to_string()))
+        })
+        .expect("queue add")
+        .added[0]
+        .id;
+    let out = engine.run_queue_id(q, "tester").await.expect("test runs");
+    let tests = tests_of(&out);
+    assert_eq!(out.name(), "pending_approval", "{out:?}");
+    assert_eq!(tests.len(), 2, "one test per test system");
+    let systems: Vec<String> = tests
+        .iter()
+        .map(|t| lab.test(*t).system_name.unwrap_or_default())
+        .collect();
+    assert_eq!(
+        systems,
+        vec!["test-ubuntu-01".to_string(), "test-ubuntu-02".to_string()]
+    );
+    let events = lab
+        .store
+        .read_blocking(|c| test_runs::notification_events(c, q))
+        .expect("notifications");
+    assert_eq!(events, vec!["pending_approval".to_string()]);
+
+    // Two items, two workers, two systems: the tests overlap in time.
+    let a = lab.queue("USN-9001-1", "ubuntu");
+    let b = lab.queue("USN-9004-1", "ubuntu");
+    let workers = {
+        let e = engine.clone();
+        tokio::spawn(async move { e.run_workers(2).await })
+    };
+    for _ in 0..600 {
+        let done = [a, b]
+            .iter()
+            .all(|id| !lab.item(*id).status.is_claimable() && !lab.item(*id).status.is_in_test());
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    engine.shutdown();
+    workers.await.expect("workers stop");
+    let ta = lab.test(lab.item(a).last_test_id.expect("a tested"));
+    let tb = lab.test(lab.item(b).last_test_id.expect("b tested"));
+    assert_ne!(ta.system_id, tb.system_id, "different systems");
+    let (ea, eb) = (
+        ta.completed_at.clone().unwrap_or_default(),
+        tb.completed_at.clone().unwrap_or_default(),
+    );
+    assert!(
+        ta.started_at < eb && tb.started_at < ea,
+        "tests overlap: a {}..{ea}, b {}..{eb}",
+        ta.started_at,
+        tb.started_at
+    );
+}
