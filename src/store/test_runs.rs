@@ -699,3 +699,89 @@ pub fn running(conn: &Connection) -> StoreResult<Vec<TestRow>> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn store_with_item() -> (Store, i64) {
+        let store = Store::open_in_memory().unwrap();
+        let id = store
+            .write_blocking(|tx| {
+                tx.execute(
+                    "INSERT INTO errata (advisory) VALUES ('USN-1-1')",
+                    [],
+                )?;
+                tx.execute(
+                    "INSERT INTO queue_items (advisory, os, queued_by) VALUES ('USN-1-1', 'ubuntu', 't')",
+                    [],
+                )?;
+                Ok(tx.last_insert_rowid())
+            })
+            .unwrap();
+        (store, id)
+    }
+
+    fn new_test(q: i64, system: i64) -> NewTest {
+        NewTest {
+            queue_id: q,
+            advisory: "USN-1-1".into(),
+            system_id: system,
+            system_name: "t".into(),
+            started_by: "me".into(),
+            owner: "o".into(),
+            deadline_at: now_ts(),
+        }
+    }
+
+    #[test]
+    fn one_running_test_per_system_and_terminal_states_stay() {
+        let (store, q) = store_with_item();
+        let t = store
+            .write_blocking(|tx| begin(tx, &new_test(q, 7)))
+            .unwrap();
+        let again = store.write_blocking(|tx| begin(tx, &new_test(q, 7)));
+        assert!(matches!(again, Err(StoreError::Conflict(m)) if m.contains("already runs")));
+        store
+            .write_blocking(|tx| begin(tx, &new_test(q, 8)))
+            .unwrap();
+        let end = TestEnd {
+            status: Some(TestStatus::Passed),
+            ..TestEnd::default()
+        };
+        store.write_blocking(|tx| finish(tx, t, &end)).unwrap();
+        let twice = store.write_blocking(|tx| finish(tx, t, &end));
+        assert!(matches!(twice, Err(StoreError::Transition(_))));
+        // The system is free again.
+        store
+            .write_blocking(|tx| begin(tx, &new_test(q, 7)))
+            .unwrap();
+    }
+
+    #[test]
+    fn interrupt_closes_phases_and_rollbacks() {
+        let (store, q) = store_with_item();
+        let t = store
+            .write_blocking(|tx| begin(tx, &new_test(q, 7)))
+            .unwrap();
+        store
+            .write_blocking(|tx| {
+                start_phase(tx, t, "patch", 2, Some(("phases/patch.lua", "abc")))?;
+                begin_rollback(tx, t, 7, "package", "why", "engine")?;
+                record_action(tx, 55, "errata", Some(t), &[7])?;
+                interrupt(tx, t, "stopped")
+            })
+            .unwrap();
+        let row = store.read_blocking(|c| get(c, t)).unwrap();
+        assert_eq!(row.status, TestStatus::Interrupted);
+        let ph = store.read_blocking(|c| phases(c, t)).unwrap();
+        assert_eq!(ph[0].status, PhaseStatus::Interrupted);
+        let rb = store.read_blocking(|c| rollbacks(c, t)).unwrap();
+        assert_eq!(rb[0].1, "interrupted");
+        let pending = store
+            .read_blocking(|c| pending_actions(c, Some(t)))
+            .unwrap();
+        assert_eq!(pending[0].system_ids, vec![7]);
+    }
+}
