@@ -796,3 +796,28 @@ async fn all_systems_items_and_parallel_workers() {
         tb.started_at
     );
 }
+
+/// The overall test deadline cancels a test stuck on an action, and it is rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_cancels_a_stuck_test() {
+    let lab = Lab::start(false).await;
+    let mut cfg = test_config();
+    cfg.systems = vec!["test-ubuntu-01".into()];
+    cfg.deadline_secs = 2;
+    let engine = lab.engine(cfg);
+    let q = lab.queue("USN-9007-1", "ubuntu");
+    let out = tokio::time::timeout(Duration::from_secs(60), engine.run_queue_id(q, "tester"))
+        .await
+        .expect("the deadline ends the test")
+        .expect("outcome");
+    let t = lab.test(tests_of(&out)[0]);
+    assert_eq!(t.status, TestStatus::Aborted);
+    assert_eq!(t.failure_phase.as_deref(), Some("patch"));
+    assert!(t.failure_reason.unwrap_or_default().contains("deadline"));
+    assert_eq!(t.rollback_status.as_deref(), Some("verified"));
+    let pending = lab
+        .store
+        .read_blocking(|c| test_runs::pending_actions(c, None))
+        .expect("actions");
+    assert!(pending.is_empty(), "{pending:?}");
+}

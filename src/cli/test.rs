@@ -303,11 +303,31 @@ fn show(store: &Store, id: i64, json: bool) -> anyhow::Result<Outcome> {
     for key in [
         "packages", "metrics", "services", "reboot", "cves", "rollback",
     ] {
-        if let Some(v) = t.evidence.get(key).filter(|v| !v.is_null()) {
+        let v = t.evidence.get(key).map(drop_nulls);
+        if let Some(v) = v.filter(|v| !v.is_null()) {
             println!("    {key}: {v}");
         }
     }
     Ok(Outcome::Ok)
+}
+
+/// The value without null members (objects that end up empty become null).
+fn drop_nulls(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let kept: serde_json::Map<String, serde_json::Value> = m
+                .iter()
+                .map(|(k, v)| (k.clone(), drop_nulls(v)))
+                .filter(|(_, v)| !v.is_null())
+                .collect();
+            if kept.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::Value::Object(kept)
+            }
+        }
+        other => other.clone(),
+    }
 }
 
 /// Live phase progress: a spinner on a terminal, plain lines otherwise (stderr).

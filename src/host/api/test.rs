@@ -61,12 +61,6 @@ pub const MODULE: ModuleDef = ModuleDef {
     build,
 };
 
-fn recorder(services: &Services) -> mlua::Result<Arc<RunRecorder>> {
-    services.recorder.clone().ok_or_else(|| {
-        ScriptError::config("spm.test is only available inside a test phase").into_lua()
-    })
-}
-
 fn check_key(key: &str) -> mlua::Result<()> {
     if key.is_empty()
         || key.len() > MAX_KEY
@@ -83,14 +77,15 @@ fn check_key(key: &str) -> mlua::Result<()> {
 fn build(lua: &Lua, services: &Services) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     let rec = services.recorder.clone();
-    let s = services.clone();
     t.set(
         "record",
         lua.create_function(move |lua, (key, value): (String, Value)| {
             check_key(&key)?;
-            let r = match &rec {
-                Some(r) => r.clone(),
-                None => recorder(&s)?,
+            let Some(r) = &rec else {
+                return Err(ScriptError::config(
+                    "spm.test.record is only available inside a test phase",
+                )
+                .into_lua());
             };
             let v: serde_json::Value = from_lua(lua, value, "value")?;
             r.record(key, v);
@@ -102,11 +97,8 @@ fn build(lua: &Lua, services: &Services) -> mlua::Result<Table> {
         "recorded",
         lua.create_function(move |lua, key: String| {
             check_key(&key)?;
-            match &rec {
-                Some(r) => match r.snapshot().get(&key) {
-                    Some(v) => to_lua(lua, v),
-                    None => Ok(Value::Nil),
-                },
+            match rec.as_ref().and_then(|r| r.snapshot().get(&key).cloned()) {
+                Some(v) => to_lua(lua, &v),
                 None => Ok(Value::Nil),
             }
         })?,
