@@ -9,6 +9,7 @@
 //! Features plug in by adding fields to [`AppState`] (services as `Option<Arc<…>>`) and
 //! rows to the route table.
 
+pub mod app;
 pub mod auth;
 pub mod dashboard;
 pub mod endpoints;
@@ -88,8 +89,9 @@ pub struct AppState {
     pub dev_insecure: bool,
     /// Dashboard sessions and templates.
     pub dashboard: Arc<dashboard::Dashboard>,
-    /// The Lua script host, when this process runs one (its reload status is shown).
-    pub scripts: Option<Arc<crate::host::reload::ScriptHost>>,
+    /// The Lua script host, when this process runs one (the dashboard shows its reload
+    /// status); set after start, once the host has loaded.
+    pub scripts: Arc<arc_swap::ArcSwapOption<crate::host::reload::ScriptHost>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -107,7 +109,7 @@ impl AppState {
     pub fn new(store: Store, config: ServerConfig, dev_insecure: bool) -> Self {
         Self {
             dashboard: Arc::new(dashboard::Dashboard::new(config.dashboard.clone())),
-            scripts: None,
+            scripts: Arc::new(arc_swap::ArcSwapOption::empty()),
             store,
             config: Arc::new(config),
             metrics: Arc::new(metrics::Metrics::default()),

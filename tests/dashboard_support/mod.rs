@@ -106,8 +106,8 @@ pub async fn start(mut config: ServerConfig) -> Server {
     );
 
     config.listen = "127.0.0.1:0".into();
-    let mut state = AppState::new(store.clone(), config, false);
-    state.scripts = Some(Arc::clone(&host));
+    let state = AppState::new(store.clone(), config, false);
+    state.scripts.store(Some(Arc::clone(&host)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
