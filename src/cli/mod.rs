@@ -7,6 +7,7 @@
 //! `<module>::run(args, &cli.globals)`; it loads the configuration with
 //! [`Globals::load_config`] only if it needs it.
 
+pub mod approve;
 pub mod config;
 pub mod db;
 pub mod gen_config;
@@ -119,6 +120,14 @@ pub enum Command {
     GenConfig(gen_config::GenConfigArgs),
     /// Show the effective configuration (secrets redacted).
     Config(config::ConfigArgs),
+    /// Approve queue items for production (several ids = one all-or-nothing batch).
+    Approve(approve::ApproveArgs),
+    /// Reject a queue item (reason required).
+    Reject(approve::RejectArgs),
+    /// Snooze a queue item's approval until a time.
+    Snooze(approve::SnoozeArgs),
+    /// Pending approvals, decision history, snooze expiry.
+    Approvals(approve::ApprovalsArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -158,5 +167,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Db(args) => db::run(args, &cli.globals),
         Command::GenConfig(args) => gen_config::run(args, &cli.globals),
         Command::Config(args) => config::run(args, &cli.globals),
+        Command::Approve(args) => approve::run_approve(args, &cli.globals),
+        Command::Reject(args) => approve::run_reject(args, &cli.globals),
+        Command::Snooze(args) => approve::run_snooze(args, &cli.globals),
+        Command::Approvals(args) => approve::run_approvals(args, &cli.globals),
     }
 }

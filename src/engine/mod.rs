@@ -1,3 +1,4 @@
 //! Orchestration: sync, scoring, queue, test engine, approvals, policy runs, compliance.
 
+pub mod approvals;
 pub mod state;

@@ -6,6 +6,7 @@
 //! [`Store::write`], which run the closure on tokio's blocking pool; synchronous callers
 //! (CLI, tests) use the `*_blocking` variants.
 
+pub mod approvals;
 pub mod audit;
 pub mod migrations;
 pub mod queue;
