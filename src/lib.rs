@@ -4,6 +4,7 @@
 //! of Lua; `store` owns every SQL statement; `engine` orchestrates; `host` is the Lua
 //! runtime; `server` the HTTP API; `sim` the UYUNI simulator; `cli` one module per command.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod engine;

@@ -8,9 +8,13 @@
 //! [`Globals::load_config`] only if it needs it.
 
 pub mod approve;
+pub mod bench;
+pub mod check;
 pub mod config;
 pub mod db;
 pub mod gen_config;
+pub mod spec;
+pub mod types;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -128,6 +132,14 @@ pub enum Command {
     Snooze(approve::SnoozeArgs),
     /// Pending approvals, decision history, snooze expiry.
     Approvals(approve::ApprovalsArgs),
+    /// Check Lua scripts: headers, syntax, contracts, lints.
+    Check(check::Args),
+    /// Write LuaLS definitions (scripts/types/spm.meta.lua) and .luarc.json.
+    Types(types::Args),
+    /// Run script specs (tests/specs).
+    Spec(spec::Args),
+    /// Run a benchmark and print its figures.
+    Bench(bench::Args),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -171,5 +183,9 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Reject(args) => approve::run_reject(args, &cli.globals),
         Command::Snooze(args) => approve::run_snooze(args, &cli.globals),
         Command::Approvals(args) => approve::run_approvals(args, &cli.globals),
+        Command::Check(a) => check::run(a),
+        Command::Types(a) => types::run(a),
+        Command::Spec(a) => spec::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }

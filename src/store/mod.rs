@@ -11,6 +11,9 @@ pub mod audit;
 pub mod migrations;
 pub mod queue;
 pub mod status;
+pub mod script_kv;
+pub mod script_versions;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
