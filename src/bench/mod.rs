@@ -1,6 +1,7 @@
-//! Benchmarks behind `spm bench <name> --json`.
+//! Benchmarks behind `spm bench <name> --json`; each prints one JSON object.
 
 pub mod host;
+pub mod uyuni;
 
-/// Benchmark names.
-pub const NAMES: &[&str] = &["host"];
+/// Names `spm bench` accepts.
+pub const NAMES: &[&str] = &["host", "uyuni"];

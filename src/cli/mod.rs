@@ -13,6 +13,7 @@ pub mod check;
 pub mod config;
 pub mod db;
 pub mod gen_config;
+pub mod sim;
 pub mod spec;
 pub mod types;
 
@@ -139,7 +140,9 @@ pub enum Command {
     /// Run script specs (tests/specs).
     Spec(spec::Args),
     /// Run a benchmark and print its figures.
-    Bench(bench::Args),
+    Bench(bench::BenchArgs),
+    /// Serve a simulated UYUNI (XML-RPC, metrics) on loopback.
+    Sim(sim::SimArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -187,5 +190,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Types(a) => types::run(a),
         Command::Spec(a) => spec::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Sim(args) => sim::run(args),
     }
 }

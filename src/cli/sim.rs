@@ -1,0 +1,121 @@
+//! `spm sim`: serve a simulated UYUNI on loopback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::Outcome;
+use crate::sim::clock::Timings;
+use crate::sim::faults::FaultOptions;
+use crate::sim::fleet::GenParams;
+use crate::sim::{FleetSource, SimOptions, SimServer};
+
+/// Arguments of `spm sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Serve HTTPS with a certificate generated at start (the CA file path is printed).
+    #[arg(long)]
+    pub tls: bool,
+    /// Fleet file (TOML or JSON); default: the built-in fleet.
+    #[arg(long, conflicts_with_all = ["systems", "errata"])]
+    pub fleet: Option<PathBuf>,
+    /// Generate this many production systems.
+    #[arg(long, requires = "errata")]
+    pub systems: Option<usize>,
+    /// Generate this many errata.
+    #[arg(long, requires = "systems")]
+    pub errata: Option<usize>,
+    /// Seed for generated fleets and fault injection.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Latency added to every call, ms.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Latency added to auth.login, ms.
+    #[arg(long, default_value_t = 0)]
+    pub login_latency_ms: u64,
+    /// API login.
+    #[arg(long, default_value = "admin")]
+    pub user: String,
+    /// API password.
+    #[arg(long, env = "SPM_SIM_PASSWORD", default_value = "admin", hide_env_values = true)]
+    pub password: String,
+    /// Actions complete at once (no pickup or run time).
+    #[arg(long)]
+    pub instant: bool,
+    /// Share of calls answered with an injected fault (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_rate: f64,
+    /// Share of calls that stall (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub stall_rate: f64,
+    /// Stall length, ms.
+    #[arg(long, default_value_t = 30_000)]
+    pub stall_ms: u64,
+    /// Share of calls answered with malformed XML (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub malformed_rate: f64,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    pub exit_after_s: Option<u64>,
+}
+
+/// Run `spm sim`.
+pub fn run(args: SimArgs) -> anyhow::Result<Outcome> {
+    for (name, v) in [("--fault-rate", args.fault_rate), ("--stall-rate", args.stall_rate), ("--malformed-rate", args.malformed_rate)] {
+        anyhow::ensure!((0.0..=1.0).contains(&v), "{name} must be between 0 and 1, got {v}");
+    }
+    let fleet = match (&args.fleet, args.systems, args.errata) {
+        (Some(f), _, _) => FleetSource::File(f.clone()),
+        (None, Some(systems), Some(errata)) => FleetSource::Generate(GenParams {
+            systems,
+            errata,
+            extra_packages: (errata / 100).clamp(0, 200),
+            seed: args.seed,
+        }),
+        _ => FleetSource::Default,
+    };
+    let opts = SimOptions {
+        listen: args.listen,
+        tls: args.tls,
+        fleet,
+        user: args.user,
+        password: args.password,
+        latency_ms: args.latency_ms,
+        login_latency_ms: args.login_latency_ms,
+        timings: if args.instant { Timings::instant() } else { Timings::default() },
+        frozen_clock: false,
+        start_time: None,
+        faults: FaultOptions {
+            fault_rate: args.fault_rate,
+            stall_rate: args.stall_rate,
+            stall_ms: args.stall_ms,
+            malformed_rate: args.malformed_rate,
+        },
+        seed: args.seed,
+    };
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async move {
+        let handle = SimServer::start(opts).await.context("starting the simulator")?;
+        let (systems, errata) = handle.with_world(|w| (w.systems.len(), w.catalog.errata.len()));
+        println!("url: {}", handle.url());
+        if let Some(ca) = &handle.ca_file {
+            println!("ca_file: {}", ca.display());
+        }
+        println!("systems: {systems}, errata: {errata}");
+        println!("metrics: {}/_sim/prometheus-sd", handle.base_url());
+        match args.exit_after_s {
+            Some(s) => tokio::time::sleep(std::time::Duration::from_secs(s)).await,
+            None => {
+                tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+            }
+        }
+        handle.shutdown().await;
+        Ok(Outcome::Ok)
+    })
+}
