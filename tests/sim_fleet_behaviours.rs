@@ -39,8 +39,13 @@ async fn start() -> (SimHandle, UyuniClient) {
 }
 
 fn sid(sim: &SimHandle, name: &str) -> i64 {
-    sim.with_world(|w| w.systems.values().find(|s| s.name == name).map(|s| i64::from(s.id)))
-        .unwrap_or_else(|| panic!("fixture has no system {name}"))
+    sim.with_world(|w| {
+        w.systems
+            .values()
+            .find(|s| s.name == name)
+            .map(|s| i64::from(s.id))
+    })
+    .unwrap_or_else(|| panic!("fixture has no system {name}"))
 }
 
 async fn erratum_id(client: &UyuniClient, sid: i64, adv: &str) -> i64 {
@@ -78,23 +83,54 @@ async fn behaviours_from_the_fleet_file() {
 
     // Relevance: web-ubuntu-001 already has the fixed openssl.
     let web = sid(&sim, "web-ubuntu-001");
-    let web_rel: Vec<String> = client.relevant_errata(web).await.unwrap().into_iter().map(|e| e.advisory_name).collect();
+    let web_rel: Vec<String> = client
+        .relevant_errata(web)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.advisory_name)
+        .collect();
     assert_eq!(web_rel, vec!["USN-7002-1".to_string()]);
 
     // An erratum that stops a service and raises CPU.
     let (_, before) = metrics(&sim, t1).await;
     let load_before = gauge(&before, "node_load1");
-    assert_eq!(gauge(&before, "node_systemd_unit_state{name=\"nginx.service\",state=\"failed\""), 0.0);
+    assert_eq!(
+        gauge(
+            &before,
+            "node_systemd_unit_state{name=\"nginx.service\",state=\"failed\""
+        ),
+        0.0
+    );
     let e = erratum_id(&client, t1, "USN-7002-1").await;
-    let ids = client.schedule_apply_errata(&[t1], &[e], now).await.unwrap();
+    let ids = client
+        .schedule_apply_errata(&[t1], &[e], now)
+        .await
+        .unwrap();
     assert_eq!(ids.len(), 1);
     let done = client.list_completed_systems(ids[0]).await.unwrap();
-    assert_eq!(done.iter().map(|s| s.server_id).collect::<Vec<_>>(), vec![t1]);
+    assert_eq!(
+        done.iter().map(|s| s.server_id).collect::<Vec<_>>(),
+        vec![t1]
+    );
     let (_, after) = metrics(&sim, t1).await;
-    assert_eq!(gauge(&after, "node_systemd_unit_state{name=\"nginx.service\",state=\"failed\""), 1.0);
+    assert_eq!(
+        gauge(
+            &after,
+            "node_systemd_unit_state{name=\"nginx.service\",state=\"failed\""
+        ),
+        1.0
+    );
     assert!(gauge(&after, "node_load1") > load_before + 1.0);
     let run = client
-        .schedule_script_run(&[t1], "root", "root", 30, "#!/bin/sh\nsystemctl is-active ssh nginx", now)
+        .schedule_script_run(
+            &[t1],
+            "root",
+            "root",
+            30,
+            "#!/bin/sh\nsystemctl is-active ssh nginx",
+            now,
+        )
         .await
         .unwrap();
     let res = client.script_results(run).await.unwrap();
@@ -103,25 +139,55 @@ async fn behaviours_from_the_fleet_file() {
 
     // An erratum that fails to apply.
     let e = erratum_id(&client, t1, "USN-7003-1").await;
-    let ids = client.schedule_apply_errata(&[t1], &[e], now).await.unwrap();
+    let ids = client
+        .schedule_apply_errata(&[t1], &[e], now)
+        .await
+        .unwrap();
     let failed = client.list_failed_systems(ids[0]).await.unwrap();
     assert_eq!(failed.len(), 1);
-    assert!(failed[0].message.as_deref().unwrap_or("").contains("USN-7003-1"));
-    assert!(client.relevant_errata(t1).await.unwrap().iter().any(|x| x.advisory_name == "USN-7003-1"));
+    assert!(
+        failed[0]
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("USN-7003-1")
+    );
+    assert!(
+        client
+            .relevant_errata(t1)
+            .await
+            .unwrap()
+            .iter()
+            .any(|x| x.advisory_name == "USN-7003-1")
+    );
 
     // An erratum that needs a reboot and raises memory; then the reboot.
     let mem_before = gauge(&after, "node_memory_MemAvailable_bytes");
     let e = erratum_id(&client, t1, "USN-7005-1").await;
-    client.schedule_apply_errata(&[t1], &[e], now).await.unwrap();
+    client
+        .schedule_apply_errata(&[t1], &[e], now)
+        .await
+        .unwrap();
     let (_, m) = metrics(&sim, t1).await;
     assert_eq!(gauge(&m, "node_reboot_required"), 1.0);
-    assert_eq!(mem_before - gauge(&m, "node_memory_MemAvailable_bytes"), 2048.0 * 1024.0 * 1024.0);
+    assert_eq!(
+        mem_before - gauge(&m, "node_memory_MemAvailable_bytes"),
+        2048.0 * 1024.0 * 1024.0
+    );
     let boot_before = gauge(&m, "node_boot_time_seconds");
     let reboot = client.schedule_reboot(t1, now).await.unwrap();
     sim.advance(Duration::from_secs(30));
     let in_progress = client.list_in_progress_systems(reboot).await.unwrap();
-    assert_eq!(in_progress.len(), 1, "reboot stays Picked Up while the system is down");
-    assert_eq!(metrics(&sim, t1).await.0, 503, "a down system cannot be scraped");
+    assert_eq!(
+        in_progress.len(),
+        1,
+        "reboot stays Picked Up while the system is down"
+    );
+    assert_eq!(
+        metrics(&sim, t1).await.0,
+        503,
+        "a down system cannot be scraped"
+    );
     sim.advance(Duration::from_secs(120));
     let done = client.list_completed_systems(reboot).await.unwrap();
     assert_eq!(done[0].message.as_deref(), Some("Reboot completed."));
@@ -132,17 +198,32 @@ async fn behaviours_from_the_fleet_file() {
     // An offline system: actions stay queued.
     let t2 = sid(&sim, "test-ubuntu-02");
     let e = erratum_id(&client, t2, "USN-7001-1").await;
-    let ids = client.schedule_apply_errata(&[t2], &[e], now).await.unwrap();
+    let ids = client
+        .schedule_apply_errata(&[t2], &[e], now)
+        .await
+        .unwrap();
     sim.advance(Duration::from_secs(3600));
-    assert_eq!(client.list_in_progress_systems(ids[0]).await.unwrap().len(), 1);
-    client.cancel_actions(&ids).await.expect("queued actions can be cancelled");
+    assert_eq!(
+        client.list_in_progress_systems(ids[0]).await.unwrap().len(),
+        1
+    );
+    client
+        .cancel_actions(&ids)
+        .await
+        .expect("queued actions can be cancelled");
 
     // A system that never returns from reboot.
     let r1 = sid(&sim, "test-rhel-01");
     let reboot = client.schedule_reboot(r1, Some(sim.now())).await.unwrap();
     sim.advance(Duration::from_secs(86_400));
-    assert_eq!(client.list_in_progress_systems(reboot).await.unwrap().len(), 1);
-    let err = client.cancel_actions(&[reboot]).await.expect_err("picked-up reboot cannot be cancelled");
+    assert_eq!(
+        client.list_in_progress_systems(reboot).await.unwrap().len(),
+        1
+    );
+    let err = client
+        .cancel_actions(&[reboot])
+        .await
+        .expect_err("picked-up reboot cannot be cancelled");
     assert!(err.to_string().contains("10003"), "{err}");
     sim.shutdown().await;
 }
@@ -190,20 +271,33 @@ async fn real_prometheus_scrapes_simulated_node_exporters() {
     );
     std::fs::write(dir.join("prometheus.yml"), cfg).expect("write config");
     let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run prometheus ({e}); install the Debian package `prometheus`"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run prometheus ({e}); install the Debian package `prometheus`")
+        });
     let _prom = Prom(child, dir);
 
     let t1 = sid(&sim, "test-ubuntu-01");
     let e = erratum_id(&client, t1, "USN-7002-1").await;
-    client.schedule_apply_errata(&[t1], &[e], Some(sim.now())).await.unwrap();
+    client
+        .schedule_apply_errata(&[t1], &[e], Some(sim.now()))
+        .await
+        .unwrap();
 
-    let query = format!("node_systemd_unit_state{{system_id=\"{t1}\",name=\"nginx.service\",state=\"failed\"}}");
+    let query = format!(
+        "node_systemd_unit_state{{system_id=\"{t1}\",name=\"nginx.service\",state=\"failed\"}}"
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let r = prom_query(port, &query).await;
@@ -215,7 +309,10 @@ async fn real_prometheus_scrapes_simulated_node_exporters() {
             assert_eq!(first["metric"]["os"], "ubuntu");
             break;
         }
-        assert!(Instant::now() < deadline, "Prometheus never scraped the simulator: {r}");
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped the simulator: {r}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let up = prom_query(port, "count(up{job=\"spm-sim\"} == 1)").await;
@@ -224,7 +321,10 @@ async fn real_prometheus_scrapes_simulated_node_exporters() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = up;
     while seen["data"]["result"][0]["value"][1] != n.to_string() {
-        assert!(Instant::now() < deadline, "expected {n} systems up, Prometheus says {seen}");
+        assert!(
+            Instant::now() < deadline,
+            "expected {n} systems up, Prometheus says {seen}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
         seen = prom_query(port, "count(up{job=\"spm-sim\"} == 1)").await;
     }

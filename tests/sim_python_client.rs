@@ -17,9 +17,9 @@ fn run_python(sim: &SimHandle) -> Json {
     if let Some(ca) = &sim.ca_file {
         cmd.arg(ca);
     }
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run python3 ({e}); install the Debian package `python3`"));
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("cannot run python3 ({e}); install the Debian package `python3`")
+    });
     assert!(
         out.status.success(),
         "python client failed: {}",
@@ -49,20 +49,48 @@ fn check(sim: &SimHandle, r: &Json) {
     let key = r["key"].as_str().unwrap();
     let (id, hash) = key.split_once('x').unwrap();
     assert!(id.parse::<u64>().unwrap() >= 1);
-    assert!(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(
+        hash.len() == 64
+            && hash
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
     assert_eq!(r["last_checkin_is_datetime"], true);
 
     let (names, groups, ubuntu): (Vec<Json>, _, Vec<u32>) = sim.with_world(|w| {
-        let names = w.systems.values().map(|s| serde_json::json!([s.id, s.name])).collect();
-        let groups: serde_json::Map<String, Json> =
-            w.groups.values().map(|g| (g.name.clone(), Json::from(g.members.len()))).collect();
-        let ubuntu: Vec<u32> = w.groups.values().find(|g| g.name == "test-ubuntu").unwrap().members.iter().copied().collect();
+        let names = w
+            .systems
+            .values()
+            .map(|s| serde_json::json!([s.id, s.name]))
+            .collect();
+        let groups: serde_json::Map<String, Json> = w
+            .groups
+            .values()
+            .map(|g| (g.name.clone(), Json::from(g.members.len())))
+            .collect();
+        let ubuntu: Vec<u32> = w
+            .groups
+            .values()
+            .find(|g| g.name == "test-ubuntu")
+            .unwrap()
+            .members
+            .iter()
+            .copied()
+            .collect();
         (names, groups, ubuntu)
     });
     assert_eq!(r["systems"], Json::Array(names));
     assert_eq!(r["groups"], Json::Object(groups));
-    let seen: Vec<u64> = r["test_ubuntu"].as_array().unwrap().iter().map(|x| x[0].as_u64().unwrap()).collect();
-    assert_eq!(seen, ubuntu.iter().map(|x| u64::from(*x)).collect::<Vec<_>>());
+    let seen: Vec<u64> = r["test_ubuntu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x[0].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seen,
+        ubuntu.iter().map(|x| u64::from(*x)).collect::<Vec<_>>()
+    );
     let (s1, s2) = (ubuntu[0], ubuntu[1]);
 
     // Both overloads agree; the array overload keys by system_id as a *string*.
@@ -74,36 +102,87 @@ fn check(sim: &SimHandle, r: &Json) {
     // One action for both systems (same errata set), then 2600 on re-scheduling.
     assert_eq!(r["apply_action_ids"].as_array().unwrap().len(), 1);
     assert_eq!(r["apply_again_fault"][0], 2600);
-    assert_eq!(r["apply_again_fault"][1], "redstone.xmlrpc.XmlRpcFault: Invalid errata");
+    assert_eq!(
+        r["apply_again_fault"][1],
+        "redstone.xmlrpc.XmlRpcFault: Invalid errata"
+    );
     assert_eq!(r["in_progress_before"], serde_json::json!([s1, s2]));
     assert_eq!(r["completed_before"], serde_json::json!([]));
-    assert_eq!(r["script_results_before"], serde_json::json!([]), "empty until a system reports");
+    assert_eq!(
+        r["script_results_before"],
+        serde_json::json!([]),
+        "empty until a system reports"
+    );
     assert_eq!(r["completed_after"], serde_json::json!([s1, s2]));
-    assert!(r["completed_message"].as_str().unwrap().starts_with("Patches applied"));
+    assert!(
+        r["completed_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Patches applied")
+    );
     assert_eq!(r["failed_after"], serde_json::json!([]));
-    assert_eq!(r["action_summary"], serde_json::json!(["Patch Update", 2, 0]));
+    assert_eq!(
+        r["action_summary"],
+        serde_json::json!(["Patch Update", 2, 0])
+    );
     let applied = r["apply_action_ids"][0].as_u64().unwrap();
-    let after: Vec<u64> = r["relevant_after"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+    let after: Vec<u64> = r["relevant_after"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
     let erratum = sim.with_world(|w| match &w.actions[&(applied as u32)].kind {
         spm::sim::actions::ActionKind::Errata(ids) => u64::from(ids[0]),
         _ => panic!("not an errata action"),
     });
-    assert!(!after.contains(&erratum), "applied erratum no longer relevant");
+    assert!(
+        !after.contains(&erratum),
+        "applied erratum no longer relevant"
+    );
     assert_eq!(after.len() + 1, int_overload.as_array().unwrap().len());
 
     let boot = sim.with_world(|w| w.systems[&s1].boot_id.clone());
-    assert_eq!(r["script_result"], serde_json::json!([s1, 0, format!("a;b\n{boot}\n\n"), false]));
+    assert_eq!(
+        r["script_result"],
+        serde_json::json!([s1, 0, format!("a;b\n{boot}\n\n"), false])
+    );
     assert_eq!(r["events"][0][1], "Patch Update");
-    assert_eq!(r["events"][0][2], false, "listSystemEvents has no status key");
+    assert_eq!(
+        r["events"][0][2], false,
+        "listSystemEvents has no status key"
+    );
 
-    assert_eq!(r["fault_no_system"], serde_json::json!([-208, "redstone.xmlrpc.XmlRpcFault: No such system - sid = 42"]));
+    assert_eq!(
+        r["fault_no_system"],
+        serde_json::json!([
+            -208,
+            "redstone.xmlrpc.XmlRpcFault: No such system - sid = 42"
+        ])
+    );
     assert_eq!(r["fault_login"][0], 2950);
-    assert_eq!(r["fault_unknown_ns"], serde_json::json!([-1, "redstone.xmlrpc.XmlRpcFault: The specified handler cannot be found"]));
+    assert_eq!(
+        r["fault_unknown_ns"],
+        serde_json::json!([
+            -1,
+            "redstone.xmlrpc.XmlRpcFault: The specified handler cannot be found"
+        ])
+    );
     assert_eq!(r["fault_bad_overload"][0], -1);
-    assert!(r["fault_bad_overload"][1].as_str().unwrap().contains("Could not find method: getRelevantErrata"));
+    assert!(
+        r["fault_bad_overload"][1]
+            .as_str()
+            .unwrap()
+            .contains("Could not find method: getRelevantErrata")
+    );
     assert_eq!(r["logout"], 1);
     assert_eq!(r["after_logout"][0], -1);
-    assert!(r["after_logout"][1].as_str().unwrap().starts_with("com.redhat.rhn.common.hibernate.LookupException: Could not find session"));
+    assert!(
+        r["after_logout"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("com.redhat.rhn.common.hibernate.LookupException: Could not find session")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +207,10 @@ async fn python_xmlrpc_client_over_https_verifies_generated_ca() {
         let sim_ref = &sim;
         tokio::task::block_in_place(|| run_python(sim_ref))
     };
-    assert_eq!(r["untrusted_rejected"], true, "a default trust store must reject the simulator's CA");
+    assert_eq!(
+        r["untrusted_rejected"], true,
+        "a default trust store must reject the simulator's CA"
+    );
     check(&sim, &r);
     sim.shutdown().await;
 }

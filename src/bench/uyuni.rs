@@ -52,10 +52,16 @@ async fn measure(latency_ms: u64, conc: usize, calls: usize) -> anyhow::Result<(
         ..UyuniConfig::default()
     };
     let client = UyuniClient::new(&cfg).context("building the client")?;
-    client.login().await.context("logging in to the simulator")?;
+    client
+        .login()
+        .await
+        .context("logging in to the simulator")?;
     let sids: Vec<i64> = sim.with_world(|w| w.systems.keys().map(|s| i64::from(*s)).collect());
     // Warm the connection pool.
-    client.system_details(sids[0]).await.context("warm-up call")?;
+    client
+        .system_details(sids[0])
+        .await
+        .context("warm-up call")?;
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(conc);
     for t in 0..conc {
@@ -70,7 +76,9 @@ async fn measure(latency_ms: u64, conc: usize, calls: usize) -> anyhow::Result<(
         }));
     }
     for t in tasks {
-        t.await.context("bench task panicked")?.context("bench call failed")?;
+        t.await
+            .context("bench task panicked")?
+            .context("bench call failed")?;
     }
     let elapsed = start.elapsed();
     sim.shutdown().await;
@@ -89,7 +97,8 @@ pub async fn run(p: BenchParams) -> anyhow::Result<serde_json::Value> {
         let calls = c * p.rounds_slow;
         let (cps, elapsed) = measure(20, c, calls).await?;
         slow.insert(c.to_string(), json!((cps * 10.0).round() / 10.0));
-        let floor = Duration::from_millis(20) * u32::try_from(calls.div_ceil(c)).unwrap_or(u32::MAX);
+        let floor =
+            Duration::from_millis(20) * u32::try_from(calls.div_ceil(c)).unwrap_or(u32::MAX);
         let ratio = elapsed.as_secs_f64() / floor.as_secs_f64();
         ratios.insert(c.to_string(), json!((ratio * 1000.0).round() / 1000.0));
         worst = worst.max(ratio);

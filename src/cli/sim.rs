@@ -43,7 +43,12 @@ pub struct SimArgs {
     #[arg(long, default_value = "admin")]
     pub user: String,
     /// API password.
-    #[arg(long, env = "SPM_SIM_PASSWORD", default_value = "admin", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SPM_SIM_PASSWORD",
+        default_value = "admin",
+        hide_env_values = true
+    )]
     pub password: String,
     /// Actions complete at once (no pickup or run time).
     #[arg(long)]
@@ -67,8 +72,15 @@ pub struct SimArgs {
 
 /// Run `spm sim`.
 pub fn run(args: SimArgs) -> anyhow::Result<Outcome> {
-    for (name, v) in [("--fault-rate", args.fault_rate), ("--stall-rate", args.stall_rate), ("--malformed-rate", args.malformed_rate)] {
-        anyhow::ensure!((0.0..=1.0).contains(&v), "{name} must be between 0 and 1, got {v}");
+    for (name, v) in [
+        ("--fault-rate", args.fault_rate),
+        ("--stall-rate", args.stall_rate),
+        ("--malformed-rate", args.malformed_rate),
+    ] {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&v),
+            "{name} must be between 0 and 1, got {v}"
+        );
     }
     let fleet = match (&args.fleet, args.systems, args.errata) {
         (Some(f), _, _) => FleetSource::File(f.clone()),
@@ -88,7 +100,11 @@ pub fn run(args: SimArgs) -> anyhow::Result<Outcome> {
         password: args.password,
         latency_ms: args.latency_ms,
         login_latency_ms: args.login_latency_ms,
-        timings: if args.instant { Timings::instant() } else { Timings::default() },
+        timings: if args.instant {
+            Timings::instant()
+        } else {
+            Timings::default()
+        },
         frozen_clock: false,
         start_time: None,
         faults: FaultOptions {
@@ -101,7 +117,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<Outcome> {
     };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
-        let handle = SimServer::start(opts).await.context("starting the simulator")?;
+        let handle = SimServer::start(opts)
+            .await
+            .context("starting the simulator")?;
         let (systems, errata) = handle.with_world(|w| (w.systems.len(), w.catalog.errata.len()));
         println!("url: {}", handle.url());
         if let Some(ca) = &handle.ca_file {
@@ -112,7 +130,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<Outcome> {
         match args.exit_after_s {
             Some(s) => tokio::time::sleep(std::time::Duration::from_secs(s)).await,
             None => {
-                tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+                tokio::signal::ctrl_c()
+                    .await
+                    .context("waiting for Ctrl-C")?;
             }
         }
         handle.shutdown().await;

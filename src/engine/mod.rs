@@ -1,4 +1,5 @@
 //! Orchestration: sync, scoring, queue, test engine, approvals, policy runs, compliance.
 
 pub mod approvals;
+pub mod rollout;
 pub mod state;

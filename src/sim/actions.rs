@@ -212,7 +212,12 @@ impl World {
         id
     }
 
-    fn next_event(&self, action: &Action, sid: SystemId, row: &ServerAction) -> Option<(NaiveDateTime, Event)> {
+    fn next_event(
+        &self,
+        action: &Action,
+        sid: SystemId,
+        row: &ServerAction,
+    ) -> Option<(NaiveDateTime, Event)> {
         let t = &self.timings;
         let sys = self.systems.get(&sid)?;
         let secs = |s: u64| Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2));
@@ -244,7 +249,9 @@ impl World {
                             .any(|e| self.catalog.erratum(*e).is_some_and(|e| e.behaviour.hang));
                         (!hang).then(|| (pickup + secs(t.errata_s), Event::Finish))
                     }
-                    ActionKind::PackageInstall(_) => Some((pickup + secs(t.package_s), Event::Finish)),
+                    ActionKind::PackageInstall(_) => {
+                        Some((pickup + secs(t.package_s), Event::Finish))
+                    }
                     ActionKind::Script(_) => Some((pickup + secs(t.script_s), Event::Finish)),
                 }
             }
@@ -257,7 +264,9 @@ impl World {
         loop {
             let mut best: Option<(NaiveDateTime, u32, SystemId, Event)> = None;
             for &aid in &self.pending {
-                let Some(action) = self.actions.get(&aid) else { continue };
+                let Some(action) = self.actions.get(&aid) else {
+                    continue;
+                };
                 for (&sid, row) in &action.servers {
                     if let Some((t, ev)) = self.next_event(action, sid, row) {
                         if t <= now && best.as_ref().is_none_or(|b| t < b.0) {
@@ -275,9 +284,21 @@ impl World {
         self.actions.get_mut(&aid)?.servers.get_mut(&sid)
     }
 
-    fn finish(&mut self, t: NaiveDateTime, aid: u32, sid: SystemId, ok: bool, code: i32, msg: String) {
+    fn finish(
+        &mut self,
+        t: NaiveDateTime,
+        aid: u32,
+        sid: SystemId,
+        ok: bool,
+        code: i32,
+        msg: String,
+    ) {
         if let Some(row) = self.row(aid, sid) {
-            row.status = if ok { Status::Completed } else { Status::Failed };
+            row.status = if ok {
+                Status::Completed
+            } else {
+                Status::Failed
+            };
             row.completion = Some(t);
             row.modified = t;
             row.result_code = Some(code);
@@ -310,7 +331,8 @@ impl World {
                     row.went_down = true;
                 }
                 if let Some(s) = self.systems.get_mut(&sid) {
-                    s.down_until = Some((!s.behaviour.never_returns_from_reboot).then_some(t + downtime));
+                    s.down_until =
+                        Some((!s.behaviour.never_returns_from_reboot).then_some(t + downtime));
                 }
             }
             Event::ComeBack => {
@@ -333,11 +355,18 @@ impl World {
     }
 
     fn finish_work(&mut self, t: NaiveDateTime, aid: u32, sid: SystemId) {
-        let Some(action) = self.actions.get(&aid) else { return };
+        let Some(action) = self.actions.get(&aid) else {
+            return;
+        };
         let kind = action.kind.clone();
         let start = action.created.max(action.earliest);
-        let jid = format!("2026{:014}", u64::from(aid) * 7919 + u64::from(sid % 100_000));
-        let Some(sys) = self.systems.get_mut(&sid) else { return };
+        let jid = format!(
+            "2026{:014}",
+            u64::from(aid) * 7919 + u64::from(sid % 100_000)
+        );
+        let Some(sys) = self.systems.get_mut(&sid) else {
+            return;
+        };
         let catalog = &self.catalog;
         match kind {
             ActionKind::Errata(ids) => {
@@ -354,7 +383,9 @@ impl World {
                 let mut changed = Vec::new();
                 for e in &errata {
                     for pid in &e.packages {
-                        let Some(p) = catalog.package(*pid) else { continue };
+                        let Some(p) = catalog.package(*pid) else {
+                            continue;
+                        };
                         if !sys.channels.contains(&p.channel) {
                             continue;
                         }
@@ -372,7 +403,8 @@ impl World {
                     }
                     sys.cpu_raised += b.cpu_raise;
                     sys.mem_raised += b.memory_raise_mb * 1024 * 1024;
-                    sys.mem_used = (sys.mem_used + b.memory_raise_mb * 1024 * 1024).min(sys.mem_total);
+                    sys.mem_used =
+                        (sys.mem_used + b.memory_raise_mb * 1024 * 1024).min(sys.mem_total);
                     if b.needs_reboot || e.reboot_suggested {
                         sys.reboot_needed = true;
                     }
@@ -452,9 +484,12 @@ impl World {
 
     /// Whether errata `eid` is in a Queued/Picked Up action for `sid`.
     pub fn errata_pending(&self, sid: SystemId, eid: ErratumId) -> bool {
-        self.pending.iter().filter_map(|a| self.actions.get(a)).any(|a| {
-            matches!(&a.kind, ActionKind::Errata(ids) if ids.contains(&eid))
-                && a.servers.get(&sid).is_some_and(|r| r.status.in_progress())
-        })
+        self.pending
+            .iter()
+            .filter_map(|a| self.actions.get(a))
+            .any(|a| {
+                matches!(&a.kind, ActionKind::Errata(ids) if ids.contains(&eid))
+                    && a.servers.get(&sid).is_some_and(|r| r.status.in_progress())
+            })
     }
 }

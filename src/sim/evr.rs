@@ -274,7 +274,11 @@ mod tests {
         assert_eq!(dpkg_vercmp("1.0~~", "1.0~"), Less);
         assert_eq!(dpkg_vercmp("1.0", "1.0+b1"), Less);
         assert_eq!(dpkg_vercmp("1.0a", "1.0"), Greater);
-        assert_eq!(dpkg_vercmp("1.0a", "1.0+"), Less, "letters sort before non-letters");
+        assert_eq!(
+            dpkg_vercmp("1.0a", "1.0+"),
+            Less,
+            "letters sort before non-letters"
+        );
         assert_eq!(dpkg_vercmp("1.10", "1.9"), Greater);
         assert_eq!(dpkg_vercmp("1.01", "1.1"), Equal);
         assert_eq!(dpkg_vercmp("", "0"), Equal);
@@ -291,15 +295,20 @@ mod tests {
         assert_eq!(rpmvercmp("1.0^git1", "1.0"), Greater);
         assert_eq!(rpmvercmp("1.0^git1", "1.0.1"), Less);
         assert_eq!(rpmvercmp("1.0a", "1.0"), Greater);
-        assert_eq!(rpmvercmp("1.a", "1.1"), Less, "digits are newer than letters");
-        assert_eq!(rpmvercmp("2.0.1", "2.0_1"), Equal, "separators are equivalent");
+        assert_eq!(
+            rpmvercmp("1.a", "1.1"),
+            Less,
+            "digits are newer than letters"
+        );
+        assert_eq!(
+            rpmvercmp("2.0.1", "2.0_1"),
+            Equal,
+            "separators are equivalent"
+        );
         assert_eq!(rpmvercmp("1.010", "1.9"), Greater);
         assert_eq!(rpmvercmp("5.14.0", "5.14"), Greater);
         assert_eq!(rpm("1:3.0.7-24.el9", "3.5.0-1.el9"), Greater, "epoch wins");
-        assert_eq!(
-            rpm("5.14.0-427.13.1.el9_4", "5.14.0-503.11.1.el9_5"),
-            Less
-        );
+        assert_eq!(rpm("5.14.0-427.13.1.el9_4", "5.14.0-503.11.1.el9_5"), Less);
         assert_eq!(rpm("0:1.0-1", "1.0-1"), Equal, "epoch 0 equals none");
     }
 

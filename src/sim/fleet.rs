@@ -268,7 +268,9 @@ impl FleetBuilder {
                     packages: Vec::new(),
                 },
             );
-            catalog.channel_by_label.insert(os.channel_label().to_string(), id);
+            catalog
+                .channel_by_label
+                .insert(os.channel_label().to_string(), id);
         }
         FleetBuilder {
             catalog,
@@ -281,11 +283,21 @@ impl FleetBuilder {
     }
 
     fn channel(&self, os: Os) -> ChannelId {
-        self.catalog.channel_by_label.get(os.channel_label()).copied().unwrap_or(101)
+        self.catalog
+            .channel_by_label
+            .get(os.channel_label())
+            .copied()
+            .unwrap_or(101)
     }
 
     /// Add (or find) a channel package.
-    pub fn package(&mut self, os: Os, name: &str, version: &str, arch: Option<&str>) -> Result<PkgId, FleetError> {
+    pub fn package(
+        &mut self,
+        os: Os,
+        name: &str,
+        version: &str,
+        arch: Option<&str>,
+    ) -> Result<PkgId, FleetError> {
         let key = (os, name.to_string(), version.to_string());
         if let Some(id) = self.pkg_index.get(&key) {
             return Ok(*id);
@@ -319,7 +331,10 @@ impl FleetBuilder {
     /// Add an erratum.
     pub fn erratum(&mut self, os: Os, spec: &ErratumSpec) -> Result<(), FleetError> {
         if self.catalog.erratum_by_name.contains_key(&spec.advisory) {
-            return Err(FleetError::Invalid(format!("duplicate advisory {}", spec.advisory)));
+            return Err(FleetError::Invalid(format!(
+                "duplicate advisory {}",
+                spec.advisory
+            )));
         }
         let kind = AdvisoryType::parse(&spec.kind).ok_or_else(|| {
             FleetError::Invalid(format!("{}: unknown type {:?}", spec.advisory, spec.kind))
@@ -330,22 +345,40 @@ impl FleetBuilder {
             packages.push(self.package(os, n, v, None)?);
         }
         if packages.is_empty() {
-            return Err(FleetError::Invalid(format!("{}: no packages", spec.advisory)));
+            return Err(FleetError::Invalid(format!(
+                "{}: no packages",
+                spec.advisory
+            )));
         }
         let issue = match &spec.issue_date {
             Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                .map_err(|_| FleetError::Invalid(format!("{}: issue_date {d:?} is not YYYY-MM-DD", spec.advisory)))?
+                .map_err(|_| {
+                    FleetError::Invalid(format!(
+                        "{}: issue_date {d:?} is not YYYY-MM-DD",
+                        spec.advisory
+                    ))
+                })?
                 .and_hms_opt(9, 0, 0)
                 .unwrap_or(self.base_time),
             None => self.base_time - chrono::Duration::days(30),
         };
         let status = spec.status.clone().unwrap_or_else(|| "final".into());
-        if !matches!(status.as_str(), "final" | "stable" | "testing" | "retracted") {
-            return Err(FleetError::Invalid(format!("{}: unknown status {status:?}", spec.advisory)));
+        if !matches!(
+            status.as_str(),
+            "final" | "stable" | "testing" | "retracted"
+        ) {
+            return Err(FleetError::Invalid(format!(
+                "{}: unknown status {status:?}",
+                spec.advisory
+            )));
         }
         let id = self.catalog.errata.len() as u32 + 1;
         let b = &spec.behaviour;
-        let first_pkg = spec.packages.first().map(|p| p.split('=').next().unwrap_or(p)).unwrap_or("");
+        let first_pkg = spec
+            .packages
+            .first()
+            .map(|p| p.split('=').next().unwrap_or(p))
+            .unwrap_or("");
         self.catalog.errata.push(Erratum {
             id,
             advisory: spec.advisory.clone(),
@@ -378,7 +411,9 @@ impl FleetBuilder {
                 needs_reboot: b.needs_reboot,
             },
         });
-        self.catalog.erratum_by_name.insert(spec.advisory.clone(), id);
+        self.catalog
+            .erratum_by_name
+            .insert(spec.advisory.clone(), id);
         Ok(())
     }
 
@@ -387,7 +422,10 @@ impl FleetBuilder {
         let os = parse_os(&spec.os)?;
         let id = FIRST_SYSTEM_ID + self.systems.len() as SystemId;
         if self.systems.values().any(|s| s.name == spec.name) {
-            return Err(FleetError::Invalid(format!("duplicate system name {}", spec.name)));
+            return Err(FleetError::Invalid(format!(
+                "duplicate system name {}",
+                spec.name
+            )));
         }
         let mut installed = BTreeMap::new();
         for item in &spec.packages {
@@ -406,7 +444,8 @@ impl FleetBuilder {
         }
         let n = id - FIRST_SYSTEM_ID;
         let mem_total = spec.mem_total_mb.unwrap_or(8192) * 1024 * 1024;
-        let running_kernel = kernel_release(os, &installed).unwrap_or_else(|| "6.8.0-45-generic".into());
+        let running_kernel =
+            kernel_release(os, &installed).unwrap_or_else(|| "6.8.0-45-generic".into());
         let hostname = format!("{}.example.test", spec.name);
         let sys = System {
             id,
@@ -430,14 +469,20 @@ impl FleetBuilder {
             last_checkin: self.base_time - chrono::Duration::minutes(5),
             last_boot: self.base_time - chrono::Duration::days(12),
             reboot_needed: false,
-            units: spec.services.iter().map(|s| (unit_name(s), UnitState::Active)).collect(),
+            units: spec
+                .services
+                .iter()
+                .map(|s| (unit_name(s), UnitState::Active))
+                .collect(),
             cpu_busy: spec.cpu_busy.unwrap_or(0.08 + f64::from(n % 7) * 0.01),
             cpu_raised: 0.0,
             mem_raised: 0,
             mem_total,
             mem_used: mem_total / 4,
             disk_total_mb: 51_175,
-            disk_free_mb: spec.disk_free_mb.unwrap_or(30_000 + u64::from(n % 13) * 500),
+            disk_free_mb: spec
+                .disk_free_mb
+                .unwrap_or(30_000 + u64::from(n % 13) * 500),
             pkg_lock_held: spec.pkg_lock_held,
             snapper: Snapper {
                 root_config: spec.snapper,
@@ -496,7 +541,11 @@ impl FleetBuilder {
             label: "spm-monthly".into(),
             name: "SPM monthly patches".into(),
             description: "Errata frozen per month for the patch pipeline".into(),
-            envs: vec![env(1, "dev", "Development"), env(2, "test", "Test"), env(3, "prod", "Production")],
+            envs: vec![
+                env(1, "dev", "Development"),
+                env(2, "test", "Test"),
+                env(3, "prod", "Production"),
+            ],
             validation_errors: Vec::new(),
         });
         world
@@ -513,7 +562,13 @@ pub fn unit_name(s: &str) -> String {
 }
 
 /// Build a world from a fleet file.
-pub fn from_file(file: &FleetFile, timings: Timings, user: &str, password: &str, now: NaiveDateTime) -> Result<World, FleetError> {
+pub fn from_file(
+    file: &FleetFile,
+    timings: Timings,
+    user: &str,
+    password: &str,
+    now: NaiveDateTime,
+) -> Result<World, FleetError> {
     let mut b = FleetBuilder::new(file.seed, now);
     for p in &file.packages {
         b.package(parse_os(&p.os)?, &p.name, &p.version, p.arch.as_deref())?;
@@ -588,8 +643,18 @@ fn templates(os: Os) -> &'static [Template] {
 
 fn services(os: Os, role: &str) -> Vec<String> {
     let mut v: Vec<String> = match os {
-        Os::Rhel9 => vec!["sshd.service", "crond.service", "rsyslog.service", "node_exporter.service"],
-        _ => vec!["ssh.service", "cron.service", "rsyslog.service", "prometheus-node-exporter.service"],
+        Os::Rhel9 => vec![
+            "sshd.service",
+            "crond.service",
+            "rsyslog.service",
+            "node_exporter.service",
+        ],
+        _ => vec![
+            "ssh.service",
+            "cron.service",
+            "rsyslog.service",
+            "prometheus-node-exporter.service",
+        ],
     }
     .into_iter()
     .map(String::from)
@@ -616,7 +681,13 @@ pub struct GenParams {
 }
 
 /// The default fleet: 2 test systems per OS, ~50 production systems, ~360 errata.
-pub fn default_fleet(seed: u64, timings: Timings, user: &str, password: &str, now: NaiveDateTime) -> World {
+pub fn default_fleet(
+    seed: u64,
+    timings: Timings,
+    user: &str,
+    password: &str,
+    now: NaiveDateTime,
+) -> World {
     generate(
         GenParams {
             systems: 48,
@@ -632,7 +703,13 @@ pub fn default_fleet(seed: u64, timings: Timings, user: &str, password: &str, no
 }
 
 /// Generate a fleet deterministically from `p.seed`.
-pub fn generate(p: GenParams, timings: Timings, user: &str, password: &str, now: NaiveDateTime) -> World {
+pub fn generate(
+    p: GenParams,
+    timings: Timings,
+    user: &str,
+    password: &str,
+    now: NaiveDateTime,
+) -> World {
     let mut rng = StdRng::seed_from_u64(p.seed);
     let mut b = FleetBuilder::new(p.seed, now);
     // Per OS: templates (realistic first, then synthetic), current counter per template.
@@ -651,7 +728,10 @@ pub fn generate(p: GenParams, timings: Timings, user: &str, password: &str, now:
         }
         tpl.insert(os, v);
     }
-    let base: BTreeMap<Os, Vec<u32>> = tpl.iter().map(|(os, v)| (*os, v.iter().map(|t| t.2).collect())).collect();
+    let base: BTreeMap<Os, Vec<u32>> = tpl
+        .iter()
+        .map(|(os, v)| (*os, v.iter().map(|t| t.2).collect()))
+        .collect();
     let version = |pat: &str, n: u32| pat.replacen("{}", &n.to_string(), 1);
     let severities = ["Critical", "Important", "Moderate", "Low"];
     let mut counters: BTreeMap<Os, Vec<u32>> = base.clone();
@@ -674,7 +754,10 @@ pub fn generate(p: GenParams, timings: Timings, user: &str, password: &str, now:
             pkgs.push(format!("{}={}", list[j].0, version(&list[j].1, n)));
         }
         let name0 = list[i].0.clone();
-        let kernel = matches!(name0.as_str(), "kernel" | "linux-image-generic" | "linux-image-amd64");
+        let kernel = matches!(
+            name0.as_str(),
+            "kernel" | "linux-image-generic" | "linux-image-amd64"
+        );
         let roll = rng.random_range(0..10);
         let kind = match roll {
             0 | 1 => "bugfix",
@@ -729,7 +812,13 @@ pub fn generate(p: GenParams, timings: Timings, user: &str, password: &str, now:
     let mut specs = Vec::new();
     for os in Os::ALL {
         for i in 1..=2 {
-            specs.push((os, format!("test-{}-{i:02}", os.family()), format!("test-{}", os.family()), "web", true));
+            specs.push((
+                os,
+                format!("test-{}-{i:02}", os.family()),
+                format!("test-{}", os.family()),
+                "web",
+                true,
+            ));
         }
     }
     for n in 0..p.systems {
@@ -741,7 +830,13 @@ pub fn generate(p: GenParams, timings: Timings, user: &str, password: &str, now:
         } else {
             format!("prod-{}-{role}", os.family())
         };
-        specs.push((os, format!("{role}-{}-{:03}", os.family(), n / 3 + 1), grp, role, false));
+        specs.push((
+            os,
+            format!("{role}-{}-{:03}", os.family(), n / 3 + 1),
+            grp,
+            role,
+            false,
+        ));
     }
     for (os, name, group, role, test) in specs {
         let list = &tpl[&os];

@@ -24,14 +24,31 @@ pub fn render(sys: &System, now: NaiveDateTime) -> String {
             ("system", busy * 0.25),
             ("iowait", busy * 0.05),
         ] {
-            let _ = writeln!(s, "node_cpu_seconds_total{{cpu=\"{cpu}\",mode=\"{mode}\"}} {:.2}", up * share);
+            let _ = writeln!(
+                s,
+                "node_cpu_seconds_total{{cpu=\"{cpu}\",mode=\"{mode}\"}} {:.2}",
+                up * share
+            );
         }
     }
-    let _ = writeln!(s, "# HELP node_load1 1m load average.\n# TYPE node_load1 gauge\nnode_load1 {:.2}", busy * f64::from(CPUS));
+    let _ = writeln!(
+        s,
+        "# HELP node_load1 1m load average.\n# TYPE node_load1 gauge\nnode_load1 {:.2}",
+        busy * f64::from(CPUS)
+    );
     let avail = sys.mem_total.saturating_sub(sys.mem_used);
-    let _ = writeln!(s, "# HELP node_memory_MemTotal_bytes Memory information field MemTotal_bytes.\n# TYPE node_memory_MemTotal_bytes gauge\nnode_memory_MemTotal_bytes {}", sys.mem_total);
-    let _ = writeln!(s, "# HELP node_memory_MemAvailable_bytes Memory information field MemAvailable_bytes.\n# TYPE node_memory_MemAvailable_bytes gauge\nnode_memory_MemAvailable_bytes {avail}");
-    s.push_str("# HELP node_systemd_unit_state Systemd unit\n# TYPE node_systemd_unit_state gauge\n");
+    let _ = writeln!(
+        s,
+        "# HELP node_memory_MemTotal_bytes Memory information field MemTotal_bytes.\n# TYPE node_memory_MemTotal_bytes gauge\nnode_memory_MemTotal_bytes {}",
+        sys.mem_total
+    );
+    let _ = writeln!(
+        s,
+        "# HELP node_memory_MemAvailable_bytes Memory information field MemAvailable_bytes.\n# TYPE node_memory_MemAvailable_bytes gauge\nnode_memory_MemAvailable_bytes {avail}"
+    );
+    s.push_str(
+        "# HELP node_systemd_unit_state Systemd unit\n# TYPE node_systemd_unit_state gauge\n",
+    );
     for (name, st) in &sys.units {
         for state in ["activating", "active", "deactivating", "failed", "inactive"] {
             let v = u8::from(match st {
@@ -39,12 +56,27 @@ pub fn render(sys: &System, now: NaiveDateTime) -> String {
                 UnitState::Inactive => state == "inactive",
                 UnitState::Failed => state == "failed",
             });
-            let _ = writeln!(s, "node_systemd_unit_state{{name=\"{name}\",state=\"{state}\",type=\"simple\"}} {v}");
+            let _ = writeln!(
+                s,
+                "node_systemd_unit_state{{name=\"{name}\",state=\"{state}\",type=\"simple\"}} {v}"
+            );
         }
     }
-    let _ = writeln!(s, "# HELP node_reboot_required Node reboot is required for software updates.\n# TYPE node_reboot_required gauge\nnode_reboot_required {}", u8::from(sys.reboot_required()));
-    let _ = writeln!(s, "# HELP node_boot_time_seconds Node boot time, in unixtime.\n# TYPE node_boot_time_seconds gauge\nnode_boot_time_seconds {}", sys.last_boot.and_utc().timestamp());
-    let _ = writeln!(s, "# HELP node_filesystem_avail_bytes Filesystem space available to non-root users in bytes.\n# TYPE node_filesystem_avail_bytes gauge\nnode_filesystem_avail_bytes{{device=\"/dev/sda1\",fstype=\"ext4\",mountpoint=\"/\"}} {}", sys.disk_free_mb * 1024 * 1024);
+    let _ = writeln!(
+        s,
+        "# HELP node_reboot_required Node reboot is required for software updates.\n# TYPE node_reboot_required gauge\nnode_reboot_required {}",
+        u8::from(sys.reboot_required())
+    );
+    let _ = writeln!(
+        s,
+        "# HELP node_boot_time_seconds Node boot time, in unixtime.\n# TYPE node_boot_time_seconds gauge\nnode_boot_time_seconds {}",
+        sys.last_boot.and_utc().timestamp()
+    );
+    let _ = writeln!(
+        s,
+        "# HELP node_filesystem_avail_bytes Filesystem space available to non-root users in bytes.\n# TYPE node_filesystem_avail_bytes gauge\nnode_filesystem_avail_bytes{{device=\"/dev/sda1\",fstype=\"ext4\",mountpoint=\"/\"}} {}",
+        sys.disk_free_mb * 1024 * 1024
+    );
     s
 }
 

@@ -1,17 +1,17 @@
 //! The simulated UYUNI server (`spm sim`): a fleet model, an asynchronous action engine,
 //! emulated shell commands, node-exporter style metrics, served over XML-RPC.
 
-pub mod evr;
-pub mod model;
-pub mod shell;
 pub mod actions;
 pub mod clock;
+pub mod evr;
+pub mod faults;
 pub mod fleet;
 pub mod handlers;
 pub mod metrics;
-pub mod world;
-pub mod faults;
+pub mod model;
 pub mod server;
+pub mod shell;
+pub mod world;
 
 pub use server::{FleetSource, SimHandle, SimOptions, SimServer};
 

@@ -493,7 +493,11 @@ impl System {
         for p in self.installed.values() {
             catalog.errata_fixing(&self.channels, &p.name, &p.evr, kind, &mut out);
         }
-        out.retain(|id| catalog.erratum(*id).is_some_and(|e| e.status != "retracted"));
+        out.retain(|id| {
+            catalog
+                .erratum(*id)
+                .is_some_and(|e| e.status != "retracted")
+        });
         self.relevant = out;
     }
 
@@ -504,7 +508,10 @@ impl System {
 
     /// Whether a reboot-required marker exists (`/var/run/reboot-required`, needs-restarting).
     pub fn reboot_required(&self) -> bool {
-        self.reboot_needed || self.newest_kernel().is_some_and(|k| k != self.running_kernel)
+        self.reboot_needed
+            || self
+                .newest_kernel()
+                .is_some_and(|k| k != self.running_kernel)
     }
 }
 

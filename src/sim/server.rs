@@ -140,9 +140,13 @@ impl Stats {
         }
     }
     fn reset(&self) {
-        self.per_method.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.per_method
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.total.store(0, Ordering::Relaxed);
-        self.peak.store(self.inflight.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.peak
+            .store(self.inflight.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }
 
@@ -199,7 +203,10 @@ pub struct SimHandle {
 
 impl std::fmt::Debug for SimHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimHandle").field("addr", &self.addr).field("ca_file", &self.ca_file).finish()
+        f.debug_struct("SimHandle")
+            .field("addr", &self.addr)
+            .field("ca_file", &self.ca_file)
+            .finish()
     }
 }
 
@@ -210,7 +217,11 @@ impl SimHandle {
     }
     /// `http(s)://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
-        let scheme = if self.ca_file.is_some() { "https" } else { "http" };
+        let scheme = if self.ca_file.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{}", self.addr)
     }
     /// Call statistics.
@@ -259,17 +270,23 @@ impl SimServer {
             .unwrap_or_else(|| chrono::Utc::now().naive_utc());
         let clock = SimClock::new(start, opts.frozen_clock);
         let world = build_world(&opts, clock.now())?;
-        let listener = TcpListener::bind(opts.listen).await.map_err(|source| SimError::Io {
-            what: format!("bind {}", opts.listen),
-            source,
-        })?;
+        let listener = TcpListener::bind(opts.listen)
+            .await
+            .map_err(|source| SimError::Io {
+                what: format!("bind {}", opts.listen),
+                source,
+            })?;
         let addr = listener.local_addr().map_err(|source| SimError::Io {
             what: "local_addr".into(),
             source,
         })?;
         let (tls, ca_pem, ca_file, dir) = if opts.tls {
             let (cfg, pem) = tls_config()?;
-            let dir_path = std::env::temp_dir().join(format!("spm-sim-{}-{}", std::process::id(), addr.port()));
+            let dir_path = std::env::temp_dir().join(format!(
+                "spm-sim-{}-{}",
+                std::process::id(),
+                addr.port()
+            ));
             std::fs::create_dir_all(&dir_path).map_err(|source| SimError::Io {
                 what: format!("create {}", dir_path.display()),
                 source,
@@ -280,7 +297,12 @@ impl SimServer {
                 what: format!("write {}", path.display()),
                 source,
             })?;
-            (Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))), Some(pem), Some(path), Some(dir))
+            (
+                Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))),
+                Some(pem),
+                Some(path),
+                Some(dir),
+            )
         } else {
             (None, None, None, None)
         };
@@ -313,15 +335,25 @@ fn tls_config() -> Result<(rustls::ServerConfig, String), SimError> {
     let ca_key = rcgen::KeyPair::generate().map_err(e)?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e)?;
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "spm simulator CA");
-    ca_params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "spm simulator CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
     let ca_cert = ca_params.self_signed(&ca_key).map_err(e)?;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let leaf_key = rcgen::KeyPair::generate().map_err(e)?;
-    let mut leaf = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).map_err(e)?;
-    leaf.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+    let mut leaf =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .map_err(e)?;
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(e)?;
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        leaf_key.serialize_der(),
+    ));
     let cfg = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(vec![leaf_cert.der().clone(), ca_cert.der().clone()], key)
@@ -329,7 +361,12 @@ fn tls_config() -> Result<(rustls::ServerConfig, String), SimError> {
     Ok((cfg, ca_cert.pem()))
 }
 
-async fn serve(listener: TcpListener, app: Router, tls: Option<tokio_rustls::TlsAcceptor>, cancel: CancellationToken) {
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    cancel: CancellationToken,
+) {
     loop {
         let (stream, _) = tokio::select! {
             () = cancel.cancelled() => return,
@@ -410,15 +447,31 @@ async fn rpc(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
     let call = match decode_call(&body, &Limits::default()) {
         Ok(c) => c,
         Err(e) => {
-            *stats.per_method.lock().unwrap_or_else(|e| e.into_inner()).entry("<unparsable>".into()).or_default() += 1;
+            *stats
+                .per_method
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry("<unparsable>".into())
+                .or_default() += 1;
             return xml(fault_body(&Fault {
                 code: -1,
-                string: format!("redstone.xmlrpc.XmlRpcException: The request could not be parsed: {e}"),
+                string: format!(
+                    "redstone.xmlrpc.XmlRpcException: The request could not be parsed: {e}"
+                ),
             }));
         }
     };
-    *stats.per_method.lock().unwrap_or_else(|e| e.into_inner()).entry(call.name.clone()).or_default() += 1;
-    let latency = if call.name == "auth.login" { sh.opts.login_latency_ms } else { sh.opts.latency_ms };
+    *stats
+        .per_method
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(call.name.clone())
+        .or_default() += 1;
+    let latency = if call.name == "auth.login" {
+        sh.opts.login_latency_ms
+    } else {
+        sh.opts.latency_ms
+    };
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
@@ -428,7 +481,9 @@ async fn rpc(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
     };
     match injected {
         Some(super::faults::Injected::Fault) => {
-            return xml(fault_body(&handlers::unhandled("simulated failure (fault injection)")));
+            return xml(fault_body(&handlers::unhandled(
+                "simulated failure (fault injection)",
+            )));
         }
         Some(super::faults::Injected::Stall) => {
             tokio::time::sleep(Duration::from_millis(sh.opts.faults.stall_ms)).await;
@@ -461,11 +516,18 @@ async fn reset(State(sh): State<Arc<Shared>>) -> Response {
             sh.stats.reset();
             (StatusCode::OK, "reset\n").into_response()
         }
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("reset failed: {e}\n")).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reset failed: {e}\n"),
+        )
+            .into_response(),
     }
 }
 
-async fn advance(State(sh): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn advance(
+    State(sh): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let Some(secs) = q.get("seconds").and_then(|s| s.parse::<u64>().ok()) else {
         return (StatusCode::BAD_REQUEST, "expected ?seconds=N\n").into_response();
     };
@@ -482,9 +544,16 @@ async fn system_metrics(State(sh): State<Arc<Shared>>, Path(id): Path<String>) -
     w.tick(now);
     match w.systems.get(&id) {
         None => (StatusCode::NOT_FOUND, format!("no system {id}\n")).into_response(),
-        Some(s) if !s.reachable() => (StatusCode::SERVICE_UNAVAILABLE, format!("system {id} is down\n")).into_response(),
+        Some(s) if !s.reachable() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("system {id} is down\n"),
+        )
+            .into_response(),
         Some(s) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             metrics::render(s, now),
         )
             .into_response(),
@@ -493,5 +562,10 @@ async fn system_metrics(State(sh): State<Arc<Shared>>, Path(id): Path<String>) -
 
 async fn prometheus_sd(State(sh): State<Arc<Shared>>) -> Response {
     let w = sh.world.lock().unwrap_or_else(|e| e.into_inner());
-    axum::Json(metrics::service_discovery(&w, &sh.addr.to_string(), sh.opts.tls)).into_response()
+    axum::Json(metrics::service_discovery(
+        &w,
+        &sh.addr.to_string(),
+        sh.opts.tls,
+    ))
+    .into_response()
 }

@@ -314,7 +314,12 @@ pub struct ScriptRun {
 }
 
 /// Run `script` on `sys`.
-pub fn run_script(script: &str, sys: &mut System, catalog: &Catalog, now: NaiveDateTime) -> ScriptRun {
+pub fn run_script(
+    script: &str,
+    sys: &mut System,
+    catalog: &Catalog,
+    now: NaiveDateTime,
+) -> ScriptRun {
     let lists = match tokenize(script).and_then(|t| parse(&t)) {
         Ok(l) => l,
         Err(e) => {
@@ -406,8 +411,25 @@ impl Out {
 }
 
 const KNOWN_COMMON: &[&str] = &[
-    "echo", "true", "false", "cat", "test", "[", "df", "command", "snapper", "systemctl",
-    "fuser", "uname", "grep", "sleep", "hostname", "exit", "set", "export", ":",
+    "echo",
+    "true",
+    "false",
+    "cat",
+    "test",
+    "[",
+    "df",
+    "command",
+    "snapper",
+    "systemctl",
+    "fuser",
+    "uname",
+    "grep",
+    "sleep",
+    "hostname",
+    "exit",
+    "set",
+    "export",
+    ":",
 ];
 const KNOWN_DEB: &[&str] = &["apt-get", "dpkg-query"];
 const KNOWN_RPM: &[&str] = &["rpm", "dnf", "yum", "needs-restarting"];
@@ -559,8 +581,10 @@ impl Shell<'_> {
             [] => false,
             [s] => !s.is_empty(),
             ["-e" | "-f" | "-s" | "-r", p] => self.file_exists(p),
-            ["-d", p] => matches!(*p, "/" | "/etc" | "/tmp" | "/var" | "/run" | "/.snapshots")
-                && self.file_exists(p),
+            ["-d", p] => {
+                matches!(*p, "/" | "/etc" | "/tmp" | "/var" | "/run" | "/.snapshots")
+                    && self.file_exists(p)
+            }
             ["-x", p] => {
                 let base = p.rsplit('/').next().unwrap_or(p);
                 self.available(base) && p.starts_with('/')
@@ -594,14 +618,17 @@ impl Shell<'_> {
         let mut o = Out::default();
         for p in args {
             match *p {
-                "/proc/sys/kernel/random/boot_id" => o.out.push_str(&format!("{}\n", self.sys.boot_id)),
+                "/proc/sys/kernel/random/boot_id" => {
+                    o.out.push_str(&format!("{}\n", self.sys.boot_id))
+                }
                 "/etc/os-release" => o.out.push_str(self.sys.os.os_release()),
                 "/etc/machine-id" => o.out.push_str(&format!("{}\n", self.sys.machine_id)),
                 "/var/run/reboot-required" | "/run/reboot-required" if self.file_exists(p) => {
                     o.out.push_str("*** System restart required ***\n");
                 }
                 _ => {
-                    o.err.push_str(&format!("cat: {p}: No such file or directory\n"));
+                    o.err
+                        .push_str(&format!("cat: {p}: No such file or directory\n"));
                     o.code = 1;
                 }
             }
@@ -643,7 +670,20 @@ impl Shell<'_> {
         let mut o = Out::default();
         for n in names {
             if self.available(n) {
-                if KNOWN_COMMON.contains(n) && !matches!(*n, "cat" | "df" | "snapper" | "systemctl" | "fuser" | "uname" | "grep" | "sleep" | "hostname") {
+                if KNOWN_COMMON.contains(n)
+                    && !matches!(
+                        *n,
+                        "cat"
+                            | "df"
+                            | "snapper"
+                            | "systemctl"
+                            | "fuser"
+                            | "uname"
+                            | "grep"
+                            | "sleep"
+                            | "hostname"
+                    )
+                {
                     o.out.push_str(&format!("{n}\n"));
                 } else {
                     o.out.push_str(&format!("/usr/bin/{n}\n"));
@@ -696,7 +736,10 @@ impl Shell<'_> {
                 return Out::fail(1, "Creating config failed (only root on / is simulated).\n");
             }
             if self.sys.snapper.root_config {
-                return Out::fail(1, "Creating config failed (config 'root' already exists).\n");
+                return Out::fail(
+                    1,
+                    "Creating config failed (config 'root' already exists).\n",
+                );
             }
             self.sys.snapper.root_config = true;
             return Out::default();
@@ -731,7 +774,10 @@ impl Shell<'_> {
                         "-d" | "--description" => val(o).map(|v| description = v),
                         "-c" | "--cleanup-algorithm" => val(o).map(|v| cleanup = v),
                         "--pre-number" | "-u" | "--userdata" => val(o).map(|_| ()),
-                        other => Err(Out::fail(1, format!("Unknown option '{other}' for command 'create'.\n"))),
+                        other => Err(Out::fail(
+                            1,
+                            format!("Unknown option '{other}' for command 'create'.\n"),
+                        )),
                     };
                     if let Err(e) = r {
                         return e;
@@ -836,7 +882,11 @@ impl Shell<'_> {
     fn systemctl(&mut self, args: &[&str]) -> Out {
         let quiet = args.iter().any(|a| *a == "--quiet" || *a == "-q");
         let now_flag = args.contains(&"--now");
-        let words: Vec<&str> = args.iter().copied().filter(|a| !a.starts_with('-')).collect();
+        let words: Vec<&str> = args
+            .iter()
+            .copied()
+            .filter(|a| !a.starts_with('-'))
+            .collect();
         let Some((&verb, units)) = words.split_first() else {
             return Out::fail(1, "systemctl: simulated only with a verb\n");
         };
@@ -854,7 +904,12 @@ impl Shell<'_> {
                 }
                 let mut o = Out::default();
                 for u in units {
-                    let st = self.sys.units.get(&key(u)).copied().unwrap_or(UnitState::Inactive);
+                    let st = self
+                        .sys
+                        .units
+                        .get(&key(u))
+                        .copied()
+                        .unwrap_or(UnitState::Inactive);
                     if !quiet {
                         o.out.push_str(st.as_str());
                         o.out.push('\n');
@@ -888,13 +943,20 @@ impl Shell<'_> {
     }
 
     fn fuser(&self, args: &[&str]) -> Out {
-        let files: Vec<&str> = args.iter().copied().filter(|a| !a.starts_with('-')).collect();
+        let files: Vec<&str> = args
+            .iter()
+            .copied()
+            .filter(|a| !a.starts_with('-'))
+            .collect();
         if files.is_empty() {
             return Out::fail(1, "No process specification given\n");
         }
         let mut o = Out::code(1);
         for f in files {
-            let lock = matches!(f, "/var/lib/dpkg/lock-frontend" | "/var/lib/dpkg/lock" | "/var/lib/rpm/.rpm.lock");
+            let lock = matches!(
+                f,
+                "/var/lib/dpkg/lock-frontend" | "/var/lib/dpkg/lock" | "/var/lib/rpm/.rpm.lock"
+            );
             if lock && self.sys.pkg_lock_held && self.file_exists(f) {
                 o.out.push_str(" 4242");
                 o.err.push_str(&format!("{f}:\n"));
@@ -917,7 +979,10 @@ impl Shell<'_> {
                     Some(f) => fmt = f.to_string(),
                     None => return Out::fail(2, "dpkg-query: error: --showformat needs a value\n"),
                 }
-            } else if let Some(f) = a.strip_prefix("--showformat=").or_else(|| a.strip_prefix("-f=")) {
+            } else if let Some(f) = a
+                .strip_prefix("--showformat=")
+                .or_else(|| a.strip_prefix("-f="))
+            {
                 fmt = f.to_string();
             } else if a.starts_with('-') {
                 return Out::fail(2, format!("dpkg-query: error: unknown option {a}\n"));
@@ -937,7 +1002,8 @@ impl Shell<'_> {
                 match self.sys.installed.get(n) {
                     Some(p) => v.push(p),
                     None => {
-                        o.err.push_str(&format!("dpkg-query: no packages found matching {n}\n"));
+                        o.err
+                            .push_str(&format!("dpkg-query: no packages found matching {n}\n"));
                         o.code = 1;
                     }
                 }
@@ -969,7 +1035,9 @@ impl Shell<'_> {
                     Some(f) => fmt = f.to_string(),
                     None => return Out::fail(1, "rpm: --qf needs an argument\n"),
                 },
-                o if o.starts_with('-') => return Out::fail(1, format!("rpm: {o}: unknown option\n")),
+                o if o.starts_with('-') => {
+                    return Out::fail(1, format!("rpm: {o}: unknown option\n"));
+                }
                 n => names.push(n),
             }
         }
@@ -1020,7 +1088,10 @@ impl Shell<'_> {
                 "--allow-downgrades" => allow_down = true,
                 "-y" | "--yes" | "-q" | "-qq" | "--assume-yes" | "--no-install-recommends" => {}
                 o if o.starts_with('-') => {
-                    return Out::fail(100, format!("E: Command line option '{o}' is not understood (simulator)\n"));
+                    return Out::fail(
+                        100,
+                        format!("E: Command line option '{o}' is not understood (simulator)\n"),
+                    );
                 }
                 w => words.push(w),
             }
@@ -1037,14 +1108,20 @@ impl Shell<'_> {
         let channels = self.sys.channels.clone();
         let mut plan = Vec::new();
         let mut downgrades = Vec::new();
-        let mut header = String::from("Reading package lists...\nBuilding dependency tree...\nReading state information...\n");
+        let mut header = String::from(
+            "Reading package lists...\nBuilding dependency tree...\nReading state information...\n",
+        );
         for item in items {
             let (name, ver) = match item.split_once('=') {
                 Some((n, v)) => (n, Some(v)),
                 None => (*item, None),
             };
             if !self.catalog.knows_name(&channels, name) {
-                return Out { out: header, err: format!("E: Unable to locate package {name}\n"), code: 100 };
+                return Out {
+                    out: header,
+                    err: format!("E: Unable to locate package {name}\n"),
+                    code: 100,
+                };
             }
             let pkg = match ver {
                 None => self.catalog.latest(&channels, name),
@@ -1054,7 +1131,11 @@ impl Shell<'_> {
             };
             let Some(pkg) = pkg else {
                 let v = ver.unwrap_or_default();
-                return Out { out: header, err: format!("E: Version '{v}' for '{name}' was not found\n"), code: 100 };
+                return Out {
+                    out: header,
+                    err: format!("E: Version '{v}' for '{name}' was not found\n"),
+                    code: 100,
+                };
             };
             if let Some(cur) = self.sys.installed.get(name) {
                 if pkg.evr.cmp_with(&cur.evr, PkgKind::Deb).is_lt() {
@@ -1064,17 +1145,25 @@ impl Shell<'_> {
             plan.push(pkg);
         }
         if !downgrades.is_empty() {
-            header.push_str(&format!("The following packages will be DOWNGRADED:\n  {}\n", downgrades.join(" ")));
+            header.push_str(&format!(
+                "The following packages will be DOWNGRADED:\n  {}\n",
+                downgrades.join(" ")
+            ));
             if !allow_down {
                 return Out {
                     out: header,
-                    err: "E: Packages were downgraded and -y was used without --allow-downgrades.\n".into(),
+                    err:
+                        "E: Packages were downgraded and -y was used without --allow-downgrades.\n"
+                            .into(),
                     code: 100,
                 };
             }
         }
         if self.sys.pkg_lock_held {
-            return Out::fail(100, "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (apt-get)\n");
+            return Out::fail(
+                100,
+                "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (apt-get)\n",
+            );
         }
         for p in plan {
             header.push_str(&format!("Setting up {} ({}) ...\n", p.name, p.evr));
@@ -1089,7 +1178,9 @@ impl Shell<'_> {
         for a in args {
             match *a {
                 "-y" | "--assumeyes" | "-q" | "--quiet" | "--allowerasing" => {}
-                o if o.starts_with('-') => return Out::fail(1, format!("{tool}: unsupported option {o} (simulator)\n")),
+                o if o.starts_with('-') => {
+                    return Out::fail(1, format!("{tool}: unsupported option {o} (simulator)\n"));
+                }
                 w => words.push(w),
             }
         }
@@ -1119,7 +1210,12 @@ impl Shell<'_> {
                     .get(&pkg.name)
                     .is_some_and(|cur| pkg.evr.cmp_with(&cur.evr, PkgKind::Rpm).is_lt());
                 if !older {
-                    return Out::fail(1, format!("Package {item} of lowest version already installed, cannot downgrade it.\nError: No packages marked for downgrade.\n"));
+                    return Out::fail(
+                        1,
+                        format!(
+                            "Package {item} of lowest version already installed, cannot downgrade it.\nError: No packages marked for downgrade.\n"
+                        ),
+                    );
                 }
             }
             plan.push(pkg);
@@ -1129,7 +1225,10 @@ impl Shell<'_> {
         }
         let mut out = String::from("Dependencies resolved.\n");
         for p in plan {
-            out.push_str(&format!("  Installing       : {}-{}-{}.{}\n", p.name, p.evr.version, p.evr.release, p.arch));
+            out.push_str(&format!(
+                "  Installing       : {}-{}-{}.{}\n",
+                p.name, p.evr.version, p.evr.release, p.arch
+            ));
             let (n, e, a) = (p.name.clone(), p.evr.clone(), p.arch.clone());
             self.install(&n, &e, &a);
         }
@@ -1164,7 +1263,9 @@ impl Shell<'_> {
                 code: 1,
             }
         } else {
-            Out::ok("No core libraries or services have been updated since boot-up.\nReboot should not be necessary.\n")
+            Out::ok(
+                "No core libraries or services have been updated since boot-up.\nReboot should not be necessary.\n",
+            )
         }
     }
 }
@@ -1195,7 +1296,11 @@ fn echo(args: &[&str]) -> Out {
 
 fn grep(args: &[&str], stdin: &str) -> Out {
     let quiet = args.contains(&"-q");
-    let pats: Vec<&str> = args.iter().copied().filter(|a| !a.starts_with('-')).collect();
+    let pats: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let [pat] = pats.as_slice() else {
         return Out::fail(2, "grep: only 'grep [-q] PATTERN' on stdin is simulated\n");
     };
@@ -1208,7 +1313,11 @@ fn grep(args: &[&str], stdin: &str) -> Out {
     if !out.is_empty() {
         out.push('\n');
     }
-    Out { out, err: String::new(), code }
+    Out {
+        out,
+        err: String::new(),
+        code,
+    }
 }
 
 #[cfg(test)]
@@ -1224,10 +1333,16 @@ mod tests {
 
     #[test]
     fn quotes_make_one_argument() {
-        assert_eq!(words("echo 'a;b' \"c && d\""), vec![w("echo"), w("a;b"), w("c && d")]);
+        assert_eq!(
+            words("echo 'a;b' \"c && d\""),
+            vec![w("echo"), w("a;b"), w("c && d")]
+        );
         assert_eq!(words("echo a\\;b"), vec![w("echo"), w("a;b")]);
         assert_eq!(words("echo 'it'\\''s'"), vec![w("echo"), w("it's")]);
-        assert_eq!(words("echo \"x\\\"y\" '$HOME'"), vec![w("echo"), w("x\"y"), w("$HOME")]);
+        assert_eq!(
+            words("echo \"x\\\"y\" '$HOME'"),
+            vec![w("echo"), w("x\"y"), w("$HOME")]
+        );
         assert_eq!(words("echo ''"), vec![w("echo"), w("")]);
     }
 
@@ -1236,13 +1351,28 @@ mod tests {
         assert_eq!(
             words("#!/bin/bash\na && b || c; d | e # trailing\n"),
             vec![
-                Token::Sep, w("a"), Token::And, w("b"), Token::Or, w("c"), Token::Sep, w("d"),
-                Token::Pipe, w("e"), Token::Sep
+                Token::Sep,
+                w("a"),
+                Token::And,
+                w("b"),
+                Token::Or,
+                w("c"),
+                Token::Sep,
+                w("d"),
+                Token::Pipe,
+                w("e"),
+                Token::Sep
             ]
         );
         assert_eq!(
             words("cmd >/dev/null 2>&1"),
-            vec![w("cmd"), Token::Redir(1), w("/dev/null"), Token::Dup(2), w("1")]
+            vec![
+                w("cmd"),
+                Token::Redir(1),
+                w("/dev/null"),
+                Token::Dup(2),
+                w("1")
+            ]
         );
         assert_eq!(words("echo a#b"), vec![w("echo"), w("a#b")]);
         assert!(tokenize("echo 'open").is_err());

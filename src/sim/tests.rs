@@ -64,24 +64,70 @@ fn world(timings: Timings) -> World {
         memory_raise_mb: 1024,
         ..BehaviourSpec::default()
     };
-    b.erratum(Os::Ubuntu2404, &erratum("USN-1-1", "ubuntu", &["openssl=3.0.13-0ubuntu3.5"], stop, false)).unwrap();
-    b.erratum(Os::Ubuntu2404, &erratum("USN-2-1", "ubuntu", &["curl=8.5.0-2ubuntu10.6"], fail, false)).unwrap();
     b.erratum(
         Os::Ubuntu2404,
-        &erratum("USN-3-1", "ubuntu", &["linux-image-generic=6.8.0-52.1"], BehaviourSpec::default(), true),
+        &erratum(
+            "USN-1-1",
+            "ubuntu",
+            &["openssl=3.0.13-0ubuntu3.5"],
+            stop,
+            false,
+        ),
     )
     .unwrap();
-    b.erratum(Os::Rhel9, &erratum("RHSA-2026:1", "rhel", &["openssl=1:3.0.7-27.el9_4"], BehaviourSpec::default(), false))
+    b.erratum(
+        Os::Ubuntu2404,
+        &erratum(
+            "USN-2-1",
+            "ubuntu",
+            &["curl=8.5.0-2ubuntu10.6"],
+            fail,
+            false,
+        ),
+    )
+    .unwrap();
+    b.erratum(
+        Os::Ubuntu2404,
+        &erratum(
+            "USN-3-1",
+            "ubuntu",
+            &["linux-image-generic=6.8.0-52.1"],
+            BehaviourSpec::default(),
+            true,
+        ),
+    )
+    .unwrap();
+    b.erratum(
+        Os::Rhel9,
+        &erratum(
+            "RHSA-2026:1",
+            "rhel",
+            &["openssl=1:3.0.7-27.el9_4"],
+            BehaviourSpec::default(),
+            false,
+        ),
+    )
+    .unwrap();
+    b.package(Os::Ubuntu2404, "openssl", "3.0.13-0ubuntu3.3", None)
         .unwrap();
-    b.package(Os::Ubuntu2404, "openssl", "3.0.13-0ubuntu3.3", None).unwrap();
     b.system(&system(
         "u1",
         "ubuntu",
-        &["openssl=3.0.13-0ubuntu3.4", "curl=8.5.0-2ubuntu10.5", "linux-image-generic=6.8.0-51.1"],
+        &[
+            "openssl=3.0.13-0ubuntu3.4",
+            "curl=8.5.0-2ubuntu10.5",
+            "linux-image-generic=6.8.0-51.1",
+        ],
     ))
     .unwrap();
-    b.system(&system("u2", "ubuntu", &["openssl=3.0.13-0ubuntu3.5"])).unwrap();
-    b.system(&system("r1", "rhel", &["openssl=1:3.0.7-24.el9_4", "kernel=5.14.0-427.el9_4"])).unwrap();
+    b.system(&system("u2", "ubuntu", &["openssl=3.0.13-0ubuntu3.5"]))
+        .unwrap();
+    b.system(&system(
+        "r1",
+        "rhel",
+        &["openssl=1:3.0.7-24.el9_4", "kernel=5.14.0-427.el9_4"],
+    ))
+    .unwrap();
     b.finish(timings, "admin", "admin")
 }
 
@@ -92,9 +138,18 @@ const R1: u32 = 1_000_010_002;
 #[test]
 fn relevance_follows_installed_versions() {
     let w = world(Timings::instant());
-    assert_eq!(w.systems[&U1].relevant.iter().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
-    assert!(w.systems[&U2].relevant.is_empty(), "same version is not relevant");
-    assert_eq!(w.systems[&R1].relevant.iter().copied().collect::<Vec<_>>(), vec![4]);
+    assert_eq!(
+        w.systems[&U1].relevant.iter().copied().collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert!(
+        w.systems[&U2].relevant.is_empty(),
+        "same version is not relevant"
+    );
+    assert_eq!(
+        w.systems[&R1].relevant.iter().copied().collect::<Vec<_>>(),
+        vec![4]
+    );
 }
 
 #[test]
@@ -106,7 +161,14 @@ fn errata_action_lifecycle_with_durations() {
     };
     let mut w = world(timings);
     let now = t0();
-    let id = w.create_action(ActionKind::Errata(vec![1]), "Patch Update".into(), "admin", now, &[U1], now);
+    let id = w.create_action(
+        ActionKind::Errata(vec![1]),
+        "Patch Update".into(),
+        "admin",
+        now,
+        &[U1],
+        now,
+    );
     w.tick(now);
     assert_eq!(w.actions[&id].servers[&U1].status, Status::Queued);
     assert!(w.errata_pending(U1, 1));
@@ -117,7 +179,11 @@ fn errata_action_lifecycle_with_durations() {
     w.tick(now + Duration::seconds(35));
     let row = &w.actions[&id].servers[&U1];
     assert_eq!(row.status, Status::Completed);
-    assert_eq!(row.completion, Some(now + Duration::seconds(35)), "completion at the event time, not the tick");
+    assert_eq!(
+        row.completion,
+        Some(now + Duration::seconds(35)),
+        "completion at the event time, not the tick"
+    );
     let u1 = &w.systems[&U1];
     assert_eq!(u1.installed["openssl"].evr.release, "0ubuntu3.5");
     assert!(!u1.relevant.contains(&1));
@@ -130,17 +196,31 @@ fn errata_action_lifecycle_with_durations() {
 fn failing_erratum_and_offline_system() {
     let mut w = world(Timings::instant());
     let now = t0();
-    let id = w.create_action(ActionKind::Errata(vec![2]), "x".into(), "admin", now, &[U1], now);
+    let id = w.create_action(
+        ActionKind::Errata(vec![2]),
+        "x".into(),
+        "admin",
+        now,
+        &[U1],
+        now,
+    );
     w.tick(now);
     let row = &w.actions[&id].servers[&U1];
     assert_eq!(row.status, Status::Failed);
-    assert_eq!(w.systems[&U1].installed["curl"].evr.release, "2ubuntu10.5", "nothing installed");
+    assert_eq!(
+        w.systems[&U1].installed["curl"].evr.release, "2ubuntu10.5",
+        "nothing installed"
+    );
     if let Some(s) = w.systems.get_mut(&U2) {
         s.online = false;
     }
     let id2 = w.create_action(ActionKind::Reboot, "r".into(), "admin", now, &[U2], now);
     w.tick(now + Duration::hours(1));
-    assert_eq!(w.actions[&id2].servers[&U2].status, Status::Queued, "offline systems never pick up");
+    assert_eq!(
+        w.actions[&id2].servers[&U2].status,
+        Status::Queued,
+        "offline systems never pick up"
+    );
 }
 
 #[test]
@@ -154,7 +234,14 @@ fn reboot_stays_picked_up_until_back_with_new_boot_id() {
     let mut w = world(timings);
     let now = t0();
     // Install the new kernel first (instant errata), so the reboot changes uname -r.
-    let e = w.create_action(ActionKind::Errata(vec![3]), "k".into(), "admin", now, &[U1], now);
+    let e = w.create_action(
+        ActionKind::Errata(vec![3]),
+        "k".into(),
+        "admin",
+        now,
+        &[U1],
+        now,
+    );
     w.timings.errata_s = 0;
     w.tick(now);
     assert_eq!(w.actions[&e].servers[&U1].status, Status::Completed);
@@ -164,7 +251,10 @@ fn reboot_stays_picked_up_until_back_with_new_boot_id() {
     let id = w.create_action(ActionKind::Reboot, "r".into(), "admin", now, &[U1], now);
     w.tick(now + Duration::seconds(30));
     assert_eq!(w.actions[&id].servers[&U1].status, Status::PickedUp);
-    assert!(!w.systems[&U1].reachable(), "down between reboot_delay and downtime end");
+    assert!(
+        !w.systems[&U1].reachable(),
+        "down between reboot_delay and downtime end"
+    );
     w.tick(now + Duration::seconds(70));
     let row = &w.actions[&id].servers[&U1];
     assert_eq!(row.status, Status::Completed);
@@ -187,14 +277,25 @@ fn never_returning_system_keeps_reboot_picked_up() {
     let id = w.create_action(ActionKind::Reboot, "r".into(), "admin", now, &[R1], now);
     w.tick(now + Duration::days(1));
     assert_eq!(w.actions[&id].servers[&R1].status, Status::PickedUp);
-    assert_eq!(w.cancel_actions(&[id]), Err(id), "picked-up actions cannot be cancelled");
+    assert_eq!(
+        w.cancel_actions(&[id]),
+        Err(id),
+        "picked-up actions cannot be cancelled"
+    );
 }
 
 #[test]
 fn cancel_drops_queued_rows() {
     let mut w = world(Timings::default());
     let now = t0();
-    let id = w.create_action(ActionKind::Errata(vec![1]), "x".into(), "admin", now + Duration::hours(1), &[U1], now);
+    let id = w.create_action(
+        ActionKind::Errata(vec![1]),
+        "x".into(),
+        "admin",
+        now + Duration::hours(1),
+        &[U1],
+        now,
+    );
     w.tick(now);
     assert_eq!(w.cancel_actions(&[id]), Ok(()));
     assert!(!w.actions.contains_key(&id));
@@ -213,7 +314,11 @@ fn sh(w: &mut World, sid: u32, script: &str) -> (String, String, i32) {
 #[test]
 fn shell_snapper_round_trip_restores_packages() {
     let mut w = world(Timings::instant());
-    let (out, _, code) = sh(&mut w, U1, "#!/bin/bash\nsnapper create --type single --description 'spm-pre-USN-1-1' --cleanup-algorithm number --print-number");
+    let (out, _, code) = sh(
+        &mut w,
+        U1,
+        "#!/bin/bash\nsnapper create --type single --description 'spm-pre-USN-1-1' --cleanup-algorithm number --print-number",
+    );
     assert_eq!((out.as_str(), code), ("1\n", 0));
     let (out, err, code) = sh(&mut w, U1, "apt-get install -y 'openssl=3.0.13-0ubuntu3.5'");
     assert_eq!(code, 0, "{err}");
@@ -223,8 +328,14 @@ fn shell_snapper_round_trip_restores_packages() {
     assert!(out.contains("spm-pre-USN-1-1"));
     let (out, _, code) = sh(&mut w, U1, "snapper undochange 1..0");
     assert_eq!((out.as_str(), code), ("create:0 modify:1 delete:0\n", 0));
-    assert_eq!(w.systems[&U1].installed["openssl"].evr.release, "0ubuntu3.4");
-    assert!(w.systems[&U1].relevant.contains(&1), "relevance recomputed after undochange");
+    assert_eq!(
+        w.systems[&U1].installed["openssl"].evr.release,
+        "0ubuntu3.4"
+    );
+    assert!(
+        w.systems[&U1].relevant.contains(&1),
+        "relevance recomputed after undochange"
+    );
     assert_eq!(sh(&mut w, U1, "snapper delete 1").2, 0);
     let (_, err, code) = sh(&mut w, U1, "snapper delete 1");
     assert_eq!((err.as_str(), code), ("Snapshot '1' not found.\n", 1));
@@ -236,23 +347,46 @@ fn shell_apt_downgrade_needs_flag() {
     let (_, err, code) = sh(&mut w, U1, "apt-get install -y openssl=3.0.13-0ubuntu3.3");
     assert_eq!(code, 100);
     assert!(err.contains("--allow-downgrades"));
-    let (_, _, code) = sh(&mut w, U1, "export DEBIAN_FRONTEND=noninteractive\napt-get install --allow-downgrades -y 'openssl=3.0.13-0ubuntu3.3' 2>&1");
+    let (_, _, code) = sh(
+        &mut w,
+        U1,
+        "export DEBIAN_FRONTEND=noninteractive\napt-get install --allow-downgrades -y 'openssl=3.0.13-0ubuntu3.3' 2>&1",
+    );
     assert_eq!(code, 0);
-    assert_eq!(w.systems[&U1].installed["openssl"].evr.release, "0ubuntu3.3");
+    assert_eq!(
+        w.systems[&U1].installed["openssl"].evr.release,
+        "0ubuntu3.3"
+    );
     let (_, err, code) = sh(&mut w, U1, "apt-get install -y openssl=9.9-9");
-    assert_eq!((code, err.as_str()), (100, "E: Version '9.9-9' for 'openssl' was not found\n"));
+    assert_eq!(
+        (code, err.as_str()),
+        (100, "E: Version '9.9-9' for 'openssl' was not found\n")
+    );
     let (_, err, code) = sh(&mut w, U1, "apt-get install -y nosuchpkg");
-    assert_eq!((code, err.as_str()), (100, "E: Unable to locate package nosuchpkg\n"));
+    assert_eq!(
+        (code, err.as_str()),
+        (100, "E: Unable to locate package nosuchpkg\n")
+    );
 }
 
 #[test]
 fn shell_rpm_queries_and_dnf() {
     let mut w = world(Timings::instant());
-    let (out, _, code) = sh(&mut w, R1, "rpm -q --qf '%{EPOCH}:%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\\n' openssl kernel");
+    let (out, _, code) = sh(
+        &mut w,
+        R1,
+        "rpm -q --qf '%{EPOCH}:%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}\\n' openssl kernel",
+    );
     assert_eq!(code, 0);
-    assert_eq!(out, "1:openssl-3.0.7-24.el9_4.x86_64\n(none):kernel-5.14.0-427.el9_4.x86_64\n");
+    assert_eq!(
+        out,
+        "1:openssl-3.0.7-24.el9_4.x86_64\n(none):kernel-5.14.0-427.el9_4.x86_64\n"
+    );
     let (out, _, code) = sh(&mut w, R1, "rpm -q nosuch");
-    assert_eq!((out.as_str(), code), ("package nosuch is not installed\n", 1));
+    assert_eq!(
+        (out.as_str(), code),
+        ("package nosuch is not installed\n", 1)
+    );
     let (_, _, code) = sh(&mut w, R1, "dnf install -y openssl-1:3.0.7-27.el9_4");
     assert_eq!(code, 0);
     assert_eq!(w.systems[&R1].installed["openssl"].evr.release, "27.el9_4");
@@ -279,22 +413,38 @@ fn shell_control_flow_and_builtins() {
     let (out, err, code) = sh(&mut w, U1, "frobnicate --now; echo $?x");
     assert_eq!(err, "sh: 1: frobnicate: not found\n");
     assert_eq!((out.as_str(), code), ("$?x\n", 0), "no parameter expansion");
-    let (out, _, _) = sh(&mut w, U1, "[ -f /var/run/reboot-required ] && echo reboot_required || echo no_reboot");
+    let (out, _, _) = sh(
+        &mut w,
+        U1,
+        "[ -f /var/run/reboot-required ] && echo reboot_required || echo no_reboot",
+    );
     assert_eq!(out, "no_reboot\n");
     let (out, _, code) = sh(&mut w, U1, "systemctl is-active ssh nginx.service nosuch");
     assert_eq!((out.as_str(), code), ("active\nactive\ninactive\n", 3));
-    let (out, _, code) = sh(&mut w, U1, "systemctl is-active --quiet 'nginx' 2>/dev/null || echo 'nginx'");
+    let (out, _, code) = sh(
+        &mut w,
+        U1,
+        "systemctl is-active --quiet 'nginx' 2>/dev/null || echo 'nginx'",
+    );
     assert_eq!((out.as_str(), code), ("", 0));
     let (out, _, _) = sh(&mut w, U1, "df -BM --output=avail /");
     assert!(out.starts_with("Avail\n") && out.trim_end().ends_with('M'));
-    let (out, _, _) = sh(&mut w, U1, "dpkg-query -W -f='${Package} ${Version}\\n' openssl");
+    let (out, _, _) = sh(
+        &mut w,
+        U1,
+        "dpkg-query -W -f='${Package} ${Version}\\n' openssl",
+    );
     assert_eq!(out, "openssl 3.0.13-0ubuntu3.4\n");
     let (out, _, _) = sh(&mut w, U1, "uname -r; command -v apt-get dnf; echo $?");
     assert_eq!(out, "6.8.0-51-generic\n/usr/bin/apt-get\n$?\n");
     let (_, err, code) = sh(&mut w, U1, "echo 'unterminated");
     assert_eq!(code, 2);
     assert!(err.contains("Unterminated"));
-    let (out, _, _) = sh(&mut w, U1, "echo hidden >/dev/null; echo err 1>&2 2>/dev/null; snapper list-configs | grep -q root && echo has_root");
+    let (out, _, _) = sh(
+        &mut w,
+        U1,
+        "echo hidden >/dev/null; echo err 1>&2 2>/dev/null; snapper list-configs | grep -q root && echo has_root",
+    );
     assert_eq!(out, "has_root\n");
 }
 
@@ -302,7 +452,10 @@ fn shell_control_flow_and_builtins() {
 fn script_output_layout_matches_uyuni() {
     assert_eq!(print_std_messages("", "42"), "42\n");
     assert_eq!(print_std_messages("warn", ""), "stderr:\n\nwarn\n");
-    assert_eq!(print_std_messages("warn", "42"), "stderr:\n\nwarn\nstdout:\n\n42\n");
+    assert_eq!(
+        print_std_messages("warn", "42"),
+        "stderr:\n\nwarn\nstdout:\n\n42\n"
+    );
 }
 
 #[test]
@@ -316,12 +469,25 @@ fn script_action_records_result() {
         timeout: 60,
         contents: "#!/bin/sh\ncat /proc/sys/kernel/random/boot_id\nexit 4".into(),
     };
-    let id = w.create_action(ActionKind::Script(spec), "s".into(), "admin", now, &[U1, U2], now);
+    let id = w.create_action(
+        ActionKind::Script(spec),
+        "s".into(),
+        "admin",
+        now,
+        &[U1, U2],
+        now,
+    );
     w.tick(now);
     let a = &w.actions[&id];
     assert_eq!(a.counts(), (0, 2, 0));
     let r = a.servers[&U1].script.as_ref().unwrap();
     assert_eq!(r.code, 4);
     assert_eq!(r.output, format!("{}\n\n", w.systems[&U1].boot_id));
-    assert!(a.servers[&U1].result_msg.as_deref().unwrap().starts_with("Failed to execute script. [jid="));
+    assert!(
+        a.servers[&U1]
+            .result_msg
+            .as_deref()
+            .unwrap()
+            .starts_with("Failed to execute script. [jid=")
+    );
 }

@@ -160,7 +160,9 @@ impl World {
 
     /// Groups `sid` belongs to.
     pub fn groups_of(&self, sid: SystemId) -> impl Iterator<Item = &Group> {
-        self.groups.values().filter(move |g| g.members.contains(&sid))
+        self.groups
+            .values()
+            .filter(move |g| g.members.contains(&sid))
     }
 }
 

@@ -10,9 +10,9 @@ pub mod approvals;
 pub mod audit;
 pub mod migrations;
 pub mod queue;
-pub mod status;
 pub mod script_kv;
 pub mod script_versions;
+pub mod status;
 pub mod views;
 
 use std::path::{Path, PathBuf};

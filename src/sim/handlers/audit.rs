@@ -21,14 +21,26 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
     }
     Some((|| {
         let cve = string(a, 0);
-        let filter = if a.len() == 2 { Some(strings(a, 1)?) } else { None };
+        let filter = if a.len() == 2 {
+            Some(strings(a, 1)?)
+        } else {
+            None
+        };
         if let Some(f) = &filter {
-            if let Some(bad) = f.iter().find(|l| !STATUSES.contains(&l.as_str()) && l.as_str() != "AFFECTED_PATCH_APPLICABLE") {
-                return Err(unhandled(format!("No enum constant com.redhat.rhn.manager.audit.PatchStatus.{bad}")));
+            if let Some(bad) = f.iter().find(|l| {
+                !STATUSES.contains(&l.as_str()) && l.as_str() != "AFFECTED_PATCH_APPLICABLE"
+            }) {
+                return Err(unhandled(format!(
+                    "No enum constant com.redhat.rhn.manager.audit.PatchStatus.{bad}"
+                )));
             }
         }
         let cat = &ctx.world.catalog;
-        let fixing: Vec<_> = cat.errata.iter().filter(|e| e.cves.contains(&cve)).collect();
+        let fixing: Vec<_> = cat
+            .errata
+            .iter()
+            .filter(|e| e.cves.contains(&cve))
+            .collect();
         if fixing.is_empty() {
             return Err(fault(3000, "CVE identifier not found"));
         }
@@ -40,7 +52,9 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
             let mut inapplicable = false;
             for e in &fixing {
                 for p in e.packages.iter().filter_map(|p| cat.package(*p)) {
-                    let Some(inst) = s.installed.get(&p.name) else { continue };
+                    let Some(inst) = s.installed.get(&p.name) else {
+                        continue;
+                    };
                     if p.kind != kind {
                         continue;
                     }
@@ -55,7 +69,10 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
                 }
             }
             let touches = fixing.iter().any(|e| {
-                e.packages.iter().filter_map(|p| cat.package(*p)).any(|p| p.kind == kind && s.installed.contains_key(&p.name))
+                e.packages
+                    .iter()
+                    .filter_map(|p| cat.package(*p))
+                    .any(|p| p.kind == kind && s.installed.contains_key(&p.name))
             });
             let status = if !touches {
                 4
@@ -69,7 +86,10 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
                 1
             };
             let label = STATUSES[status];
-            if filter.as_ref().is_some_and(|f| !f.iter().any(|l| l == label || (status == 3 && l == "AFFECTED_PATCH_APPLICABLE"))) {
+            if filter.as_ref().is_some_and(|f| {
+                !f.iter()
+                    .any(|l| l == label || (status == 3 && l == "AFFECTED_PATCH_APPLICABLE"))
+            }) {
                 continue;
             }
             let channels: Vec<Value> = s
@@ -85,7 +105,10 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
                     .with("system_id", s.id)
                     .with("patch_status", label)
                     .with("channel_labels", Value::Array(channels))
-                    .with("errata_advisories", Value::Array(applicable.into_iter().map(Value::String).collect()))
+                    .with(
+                        "errata_advisories",
+                        Value::Array(applicable.into_iter().map(Value::String).collect()),
+                    )
                     .into(),
             ));
         }

@@ -15,14 +15,24 @@ pub(super) fn call(world: &mut World, now: NaiveDateTime, name: &str, args: &[Va
     match name {
         "login" if sig(args, &[T::S, T::S]) || sig(args, &[T::S, T::S, T::I]) => {
             let (login, password) = (string(args, 0), string(args, 1));
-            let duration = if args.len() == 3 { int(args, 2) } else { world.session_lifetime_s };
+            let duration = if args.len() == 3 {
+                int(args, 2)
+            } else {
+                world.session_lifetime_s
+            };
             if duration > MAX_DURATION {
                 return Err(fault(
                     -1,
-                    format!("Session duration {duration} exceeds the maximum of {MAX_DURATION} seconds"),
+                    format!(
+                        "Session duration {duration} exceeds the maximum of {MAX_DURATION} seconds"
+                    ),
                 ));
             }
-            let Some(user) = world.users.iter().position(|u| u.login == login && u.password == password) else {
+            let Some(user) = world
+                .users
+                .iter()
+                .position(|u| u.login == login && u.password == password)
+            else {
                 return Err(fault(2950, "Either the password or username is incorrect."));
             };
             let id = world.next_session;

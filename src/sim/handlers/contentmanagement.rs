@@ -46,7 +46,10 @@ fn admin(ctx: &Ctx<'_>) -> Result<(), super::Fault> {
     if ctx.world.users.get(ctx.user).is_some_and(|u| u.org_admin) {
         Ok(())
     } else {
-        Err(fault(-23, "You do not have permissions to perform this action. You need to have at least a Org Admin role to perform this action"))
+        Err(fault(
+            -23,
+            "You do not have permissions to perform this action. You need to have at least a Org Admin role to perform this action",
+        ))
     }
 }
 
@@ -67,8 +70,12 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
     use T::*;
     settle(ctx);
     Some(match name {
-        "listProjects" if a.is_empty() => Ok(Value::Array(ctx.world.projects.iter().map(project_struct).collect())),
-        "lookupProject" if sig(a, &[S]) => find(ctx, &string(a, 0)).map(|i| project_struct(&ctx.world.projects[i])),
+        "listProjects" if a.is_empty() => Ok(Value::Array(
+            ctx.world.projects.iter().map(project_struct).collect(),
+        )),
+        "lookupProject" if sig(a, &[S]) => {
+            find(ctx, &string(a, 0)).map(|i| project_struct(&ctx.world.projects[i]))
+        }
         "listProjectEnvironments" if sig(a, &[S]) => find(ctx, &string(a, 0)).map(|i| {
             let p = &ctx.world.projects[i];
             let step = ctx.world.timings.build_step_s;
@@ -118,7 +125,11 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
             let env = string(a, 1);
             let now = ctx.now;
             let p = &mut ctx.world.projects[i];
-            let k = p.envs.iter().position(|e| e.label == env).ok_or_else(|| fault(10100, format!("Environment {env} does not exist")))?;
+            let k = p
+                .envs
+                .iter()
+                .position(|e| e.label == env)
+                .ok_or_else(|| fault(10100, format!("Environment {env} does not exist")))?;
             if k + 1 >= p.envs.len() {
                 return Err(fault(10102, format!("Environment {env} has no successor")));
             }

@@ -21,12 +21,18 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
             let mut s = Struct::new()
                 .with("id", e.id)
                 .with("issue_date", e.issue_date.format("%-m/%-d/%y").to_string())
-                .with("update_date", e.update_date.format("%-m/%-d/%y").to_string())
+                .with(
+                    "update_date",
+                    e.update_date.format("%-m/%-d/%y").to_string(),
+                )
                 .with("last_modified_date", java_ts(e.update_date))
                 .with("release", e.release)
                 .with("advisory_status", e.status.as_str())
                 .with("vendor_advisory", "")
-                .with("product", format!("{} errata", e.advisory.split('-').next().unwrap_or("")))
+                .with(
+                    "product",
+                    format!("{} errata", e.advisory.split('-').next().unwrap_or("")),
+                )
                 .with("errataFrom", "security@example.test")
                 .with("solution", "Apply the update.")
                 .with("description", e.description.as_str())
@@ -42,7 +48,8 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
             s.insert("restart_suggested", e.restart_suggested);
             s.into()
         }),
-        "listCves" => lookup(ctx, &adv).map(|e| Value::Array(e.cves.iter().map(|c| Value::String(c.clone())).collect())),
+        "listCves" => lookup(ctx, &adv)
+            .map(|e| Value::Array(e.cves.iter().map(|c| Value::String(c.clone())).collect())),
         "listKeywords" => lookup(ctx, &adv).map(|e| {
             let mut v = Vec::new();
             if e.reboot_suggested {
@@ -60,7 +67,11 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
                     .iter()
                     .filter_map(|p| cat.package(*p))
                     .map(|p| {
-                        let channel = cat.channels.get(&p.channel).map(|c| c.label.clone()).unwrap_or_default();
+                        let channel = cat
+                            .channels
+                            .get(&p.channel)
+                            .map(|c| c.label.clone())
+                            .unwrap_or_default();
                         let file = format!("{}_{}_{}", p.name, p.evr, p.arch);
                         Struct::new()
                             .with("id", p.id)
@@ -69,10 +80,16 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
                             .with("version", p.evr.version.as_str())
                             .with("release", p.evr.release.as_str())
                             .with("arch_label", p.arch.as_str())
-                            .with("providing_channels", Value::Array(vec![Value::String(channel)]))
+                            .with(
+                                "providing_channels",
+                                Value::Array(vec![Value::String(channel)]),
+                            )
                             .with("build_host", "build.example.test")
                             .with("description", format!("{} package", p.name))
-                            .with("checksum", format!("{:064x}", u64::from(p.id) * 2_654_435_761))
+                            .with(
+                                "checksum",
+                                format!("{:064x}", u64::from(p.id) * 2_654_435_761),
+                            )
                             .with("checksum_type", "sha256")
                             .with("vendor", "Simulated Vendor")
                             .with("summary", format!("{} package", p.name))
@@ -83,8 +100,14 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
                             .with("build_date", java_ts(e.issue_date))
                             .with("last_modified_date", java_ts(e.update_date))
                             .with("part_of_retracted_patch", e.status == "retracted")
-                            .with("size", (100_000 + u64::from(p.id) * 37 % 900_000).to_string())
-                            .with("payload_size", (300_000 + u64::from(p.id) * 91 % 2_000_000).to_string())
+                            .with(
+                                "size",
+                                (100_000 + u64::from(p.id) * 37 % 900_000).to_string(),
+                            )
+                            .with(
+                                "payload_size",
+                                (300_000 + u64::from(p.id) * 91 % 2_000_000).to_string(),
+                            )
                             .into()
                     })
                     .collect(),
@@ -92,7 +115,14 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
         }),
         "listAffectedSystems" => lookup(ctx, &adv).map(|e| {
             let id = e.id;
-            Value::Array(ctx.world.systems.values().filter(|s| s.relevant.contains(&id)).map(system_overview).collect())
+            Value::Array(
+                ctx.world
+                    .systems
+                    .values()
+                    .filter(|s| s.relevant.contains(&id))
+                    .map(system_overview)
+                    .collect(),
+            )
         }),
         "findByCve" => Ok(Value::Array(
             ctx.world

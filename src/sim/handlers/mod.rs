@@ -97,7 +97,10 @@ pub fn int(args: &[Value], i: usize) -> i64 {
 
 /// The string at `i`.
 pub fn string(args: &[Value], i: usize) -> String {
-    args.get(i).and_then(Value::as_str).unwrap_or_default().to_string()
+    args.get(i)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The bool at `i`.
@@ -162,7 +165,10 @@ pub fn no_method(method: &str, class: &str, with_user: bool, args: &[Value]) -> 
     if with_user {
         types.push("class com.redhat.rhn.domain.user.legacy.UserImpl".into());
     }
-    types.extend(args.iter().map(|v| format!("class java.lang.{}", java_type(v))));
+    types.extend(
+        args.iter()
+            .map(|v| format!("class java.lang.{}", java_type(v))),
+    );
     fault(
         -1,
         format!(
@@ -238,7 +244,8 @@ pub fn dispatch(world: &mut World, now: NaiveDateTime, method: &str, params: &[V
     match ns {
         "auth" => return auth::call(world, now, name, params),
         "api" if name != "getApiNamespaces" => return api::call(world, name, params),
-        "api" | "system" | "systemgroup" | "errata" | "schedule" | "audit" | "contentmanagement" => {}
+        "api" | "system" | "systemgroup" | "errata" | "schedule" | "audit"
+        | "contentmanagement" => {}
         _ => return Err(fault(-1, "The specified handler cannot be found")),
     }
     let class = handler_class(ns);
@@ -331,7 +338,9 @@ pub fn server_struct(s: &System) -> Value {
         .with("osa_status", "unknown")
         .with("lock_status", false)
         .with("contact_method", "default");
-    for k in ["address1", "address2", "city", "state", "country", "building", "room", "rack"] {
+    for k in [
+        "address1", "address2", "city", "state", "country", "building", "room", "rack",
+    ] {
         st.insert(k, "");
     }
     st.into()

@@ -54,7 +54,14 @@ fn systems(ctx: &Ctx<'_>, id: i64, want: fn(Status) -> bool) -> Reply {
 }
 
 fn actions(ctx: &Ctx<'_>, pick: fn(&Action) -> bool) -> Reply {
-    Ok(Value::Array(ctx.world.actions.values().filter(|a| pick(a)).map(action_struct).collect()))
+    Ok(Value::Array(
+        ctx.world
+            .actions
+            .values()
+            .filter(|a| pick(a))
+            .map(action_struct)
+            .collect(),
+    ))
 }
 
 pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> {
@@ -63,9 +70,13 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
         "listAllActions" if a.is_empty() => actions(ctx, |x| !x.archived),
         "listCompletedActions" if a.is_empty() => actions(ctx, |x| !x.archived && x.counts().0 > 0),
         "listFailedActions" if a.is_empty() => actions(ctx, |x| !x.archived && x.counts().1 > 0),
-        "listInProgressActions" if a.is_empty() => actions(ctx, |x| !x.archived && x.counts().2 > 0),
+        "listInProgressActions" if a.is_empty() => {
+            actions(ctx, |x| !x.archived && x.counts().2 > 0)
+        }
         "listArchivedActions" if a.is_empty() => actions(ctx, |x| x.archived),
-        "listCompletedSystems" if sig(a, &[I]) => systems(ctx, int(a, 0), |s| s == Status::Completed),
+        "listCompletedSystems" if sig(a, &[I]) => {
+            systems(ctx, int(a, 0), |s| s == Status::Completed)
+        }
         "listFailedSystems" if sig(a, &[I]) => systems(ctx, int(a, 0), |s| s == Status::Failed),
         "listInProgressSystems" if sig(a, &[I]) => systems(ctx, int(a, 0), Status::in_progress),
         "cancelActions" if sig(a, &[A]) => (|| {
@@ -75,15 +86,27 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
                 lookup(ctx, id)?;
                 found.push(u32::try_from(id).unwrap_or_default());
             }
-            ctx.world
-                .cancel_actions(&found)
-                .map_err(|_| fault(10003, "Cannot cancel actions in PICKED UP state, aborting..."))?;
+            ctx.world.cancel_actions(&found).map_err(|_| {
+                fault(
+                    10003,
+                    "Cannot cancel actions in PICKED UP state, aborting...",
+                )
+            })?;
             Ok(Value::Int(1))
         })(),
         "failSystemAction" if sig(a, &[I, I]) || sig(a, &[I, I, S]) => (|| {
             let (sid, aid) = (int(a, 0), int(a, 1));
-            let login = ctx.world.users.get(ctx.user).map(|u| u.login.clone()).unwrap_or_default();
-            let msg = if a.len() == 3 { string(a, 2) } else { format!("This action has been manually failed by {login}") };
+            let login = ctx
+                .world
+                .users
+                .get(ctx.user)
+                .map(|u| u.login.clone())
+                .unwrap_or_default();
+            let msg = if a.len() == 3 {
+                string(a, 2)
+            } else {
+                format!("This action has been manually failed by {login}")
+            };
             lookup(ctx, aid)?;
             let now = ctx.now;
             let sid32 = u32::try_from(sid).unwrap_or_default();
@@ -95,14 +118,22 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
                 .and_then(|x| x.servers.get_mut(&sid32))
                 .ok_or_else(|| super::no_such_system(sid))?;
             if !row.status.in_progress() {
-                return Err(fault(10003, "Only queued or picked up actions can be failed"));
+                return Err(fault(
+                    10003,
+                    "Only queued or picked up actions can be failed",
+                ));
             }
             row.status = Status::Failed;
             row.completion = Some(now);
             row.modified = now;
             row.result_code = Some(-1);
             row.result_msg = Some(msg);
-            if ctx.world.actions.get(&aid32).is_some_and(|x| x.servers.values().all(|r| !r.status.in_progress())) {
+            if ctx
+                .world
+                .actions
+                .get(&aid32)
+                .is_some_and(|x| x.servers.values().all(|r| !r.status.in_progress()))
+            {
                 ctx.world.pending.remove(&aid32);
             }
             Ok(Value::Int(1))

@@ -37,19 +37,28 @@ fn relevant_list(ctx: &Ctx<'_>, sys: &System, filter: Option<AdvisoryType>) -> V
 
 fn taskomatic(ctx: &Ctx<'_>) -> Result<(), super::Fault> {
     if ctx.world.taskomatic_down {
-        return Err(fault(2802, "Taskomatic is not available (taskomatic.notavailable)"));
+        return Err(fault(
+            2802,
+            "Taskomatic is not available (taskomatic.notavailable)",
+        ));
     }
     Ok(())
 }
 
 fn login(ctx: &Ctx<'_>) -> String {
-    ctx.world.users.get(ctx.user).map(|u| u.login.clone()).unwrap_or_default()
+    ctx.world
+        .users
+        .get(ctx.user)
+        .map(|u| u.login.clone())
+        .unwrap_or_default()
 }
 
 pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> {
     use T::*;
     Some(match name {
-        "listSystems" if a.is_empty() => Ok(Value::Array(ctx.world.systems.values().map(short_system_info).collect())),
+        "listSystems" if a.is_empty() => Ok(Value::Array(
+            ctx.world.systems.values().map(short_system_info).collect(),
+        )),
         "listActiveSystems" if a.is_empty() => Ok(Value::Array(
             ctx.world
                 .systems
@@ -60,22 +69,44 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
         )),
         "getId" if sig(a, &[S]) => {
             let n = string(a, 0);
-            Ok(Value::Array(ctx.world.systems.values().filter(|s| s.name == n).map(system_overview).collect()))
+            Ok(Value::Array(
+                ctx.world
+                    .systems
+                    .values()
+                    .filter(|s| s.name == n)
+                    .map(system_overview)
+                    .collect(),
+            ))
         }
         "getName" if sig(a, &[I]) => lookup(ctx, int(a, 0)).map(|s| {
-            Struct::new().with("id", s.id).with("name", s.name.as_str()).with("last_checkin", s.last_checkin).into()
+            Struct::new()
+                .with("id", s.id)
+                .with("name", s.name.as_str())
+                .with("last_checkin", s.last_checkin)
+                .into()
         }),
         "getDetails" if sig(a, &[I]) => lookup(ctx, int(a, 0)).map(server_struct),
         "getNetwork" if sig(a, &[I]) => lookup(ctx, int(a, 0)).map(|s| {
-            Struct::new().with("ip", s.ip.as_str()).with("ip6", s.ip6.as_str()).with("hostname", s.hostname.as_str()).into()
+            Struct::new()
+                .with("ip", s.ip.as_str())
+                .with("ip6", s.ip6.as_str())
+                .with("hostname", s.hostname.as_str())
+                .into()
         }),
-        "getRunningKernel" if sig(a, &[I]) => lookup(ctx, int(a, 0)).map(|s| Value::String(s.running_kernel.clone())),
+        "getRunningKernel" if sig(a, &[I]) => {
+            lookup(ctx, int(a, 0)).map(|s| Value::String(s.running_kernel.clone()))
+        }
         "listSuggestedReboot" if a.is_empty() => Ok(Value::Array(
             ctx.world
                 .systems
                 .values()
                 .filter(|s| s.reboot_required())
-                .map(|s| Struct::new().with("id", s.id).with("name", s.name.as_str()).into())
+                .map(|s| {
+                    Struct::new()
+                        .with("id", s.id)
+                        .with("name", s.name.as_str())
+                        .into()
+                })
                 .collect(),
         )),
         "listGroups" if sig(a, &[I]) => lookup(ctx, int(a, 0)).map(|s| {
@@ -96,7 +127,10 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
         }),
         "addNote" if sig(a, &[I, S, S]) => {
             let sid = int(a, 0);
-            match u32::try_from(sid).ok().and_then(|id| ctx.world.systems.get_mut(&id)) {
+            match u32::try_from(sid)
+                .ok()
+                .and_then(|id| ctx.world.systems.get_mut(&id))
+            {
                 Some(s) => {
                     s.notes.push((string(a, 1), string(a, 2)));
                     Ok(Value::Int(1))
@@ -104,7 +138,9 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
                 None => Err(no_such_system(sid)),
             }
         }
-        "getRelevantErrata" if sig(a, &[I]) => lookup(ctx, int(a, 0)).map(|s| relevant_list(ctx, s, None)),
+        "getRelevantErrata" if sig(a, &[I]) => {
+            lookup(ctx, int(a, 0)).map(|s| relevant_list(ctx, s, None))
+        }
         "getRelevantErrata" if sig(a, &[A]) => (|| {
             let ids = sids(ctx, &ints(a, 0)?)?;
             Ok(Value::Array(
@@ -169,11 +205,16 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
                 s.installed
                     .values()
                     .map(|p| {
-                        let pid = cat.find_exact(&s.channels, &p.name, &p.evr, false).map_or(-1, |x| i64::from(x.id));
+                        let pid = cat
+                            .find_exact(&s.channels, &p.name, &p.evr, false)
+                            .map_or(-1, |x| i64::from(x.id));
                         Struct::new()
                             .with("package_id", pid)
                             .with("name", p.name.as_str())
-                            .with("epoch", p.evr.epoch.map_or(" ".to_string(), |e| e.to_string()))
+                            .with(
+                                "epoch",
+                                p.evr.epoch.map_or(" ".to_string(), |e| e.to_string()),
+                            )
                             .with("version", p.evr.version.as_str())
                             .with("release", p.evr.release.as_str())
                             .with("arch", p.arch.as_str())
@@ -214,7 +255,12 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
                 .channels
                 .iter()
                 .filter_map(|c| cat.channels.get(c))
-                .flat_map(|c| c.packages.iter().filter_map(|p| cat.package(*p)).map(|p| p.name.as_str()))
+                .flat_map(|c| {
+                    c.packages
+                        .iter()
+                        .filter_map(|p| cat.package(*p))
+                        .map(|p| p.name.as_str())
+                })
                 .collect();
             Value::Array(
                 names
@@ -240,13 +286,26 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
         "scheduleReboot" if sig(a, &[I, D]) => (|| {
             taskomatic(ctx)?;
             let sid = int(a, 0);
-            let sys = u32::try_from(sid).ok().and_then(|id| ctx.world.systems.get(&id)).map(|s| s.id);
+            let sys = u32::try_from(sid)
+                .ok()
+                .and_then(|id| ctx.world.systems.get(&id))
+                .map(|s| s.id);
             let Some(sid) = sys else {
-                return Err(unhandled(format!("Could not find server {sid} for user {}", ctx.user + 1)));
+                return Err(unhandled(format!(
+                    "Could not find server {sid} for user {}",
+                    ctx.user + 1
+                )));
             };
             let earliest = date(a, 1).unwrap_or(ctx.now);
             let scheduler = login(ctx);
-            let id = ctx.world.create_action(ActionKind::Reboot, "System reboot scheduled".into(), &scheduler, earliest, &[sid], ctx.now);
+            let id = ctx.world.create_action(
+                ActionKind::Reboot,
+                "System reboot scheduled".into(),
+                &scheduler,
+                earliest,
+                &[sid],
+                ctx.now,
+            );
             Ok(Value::Int(i64::from(id)))
         })(),
         "getScriptResults" if sig(a, &[I]) => (|| {
@@ -266,7 +325,8 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
                     .map(|(sid, r)| {
                         let bad = r.output.chars().any(|c| {
                             let u = u32::from(c);
-                            (u < 0x20 && !matches!(c, '\t' | '\n' | '\r')) || (0xFFFE..=0xFFFF).contains(&u)
+                            (u < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
+                                || (0xFFFE..=0xFFFF).contains(&u)
                         });
                         let output = if bad {
                             use base64::Engine as _;
@@ -326,7 +386,10 @@ fn schedule_apply_errata(ctx: &mut Ctx<'_>, a: &[Value]) -> Option<Reply> {
                 .and_then(|id| ctx.world.catalog.erratum(id))
                 .ok_or_else(|| fault(2600, "Invalid errata"))?;
             if er.status == "retracted" {
-                return Err(fault(2602, format!("Errata {} is retracted and cannot be applied", er.advisory)));
+                return Err(fault(
+                    2602,
+                    format!("Errata {} is retracted and cannot be applied", er.advisory),
+                ));
             }
             eids.push(er.id);
         }
@@ -350,19 +413,37 @@ fn schedule_apply_errata(ctx: &mut Ctx<'_>, a: &[Value]) -> Option<Reply> {
         let when = earliest.unwrap_or(ctx.now);
         let mut ids = Vec::new();
         for (set, systems) in by_set {
-            let first = ctx.world.catalog.erratum(set[0]).map(|e| (e.advisory.clone(), e.synopsis.clone())).unwrap_or_default();
+            let first = ctx
+                .world
+                .catalog
+                .erratum(set[0])
+                .map(|e| (e.advisory.clone(), e.synopsis.clone()))
+                .unwrap_or_default();
             let mut name = format!("Patch Update: {} - {}", first.0, first.1);
             if set.len() > 1 {
                 name.push_str(&format!(" (and {} other patches)", set.len() - 1));
             }
-            let id = ctx.world.create_action(ActionKind::Errata(set), name, &scheduler, when, &systems, ctx.now);
+            let id = ctx.world.create_action(
+                ActionKind::Errata(set),
+                name,
+                &scheduler,
+                when,
+                &systems,
+                ctx.now,
+            );
             ids.push(Value::Int(i64::from(id)));
         }
         Ok(Value::Array(ids))
     })())
 }
 
-fn package_action(ctx: &mut Ctx<'_>, sids_raw: Vec<i64>, pids: Vec<PkgId>, earliest: NaiveDateTime, single: bool) -> Reply {
+fn package_action(
+    ctx: &mut Ctx<'_>,
+    sids_raw: Vec<i64>,
+    pids: Vec<PkgId>,
+    earliest: NaiveDateTime,
+    single: bool,
+) -> Reply {
     if pids.is_empty() {
         return Err(fault(1213, "No packages to install/remove."));
     }
@@ -401,8 +482,15 @@ fn schedule_package_install(ctx: &mut Ctx<'_>, a: &[Value]) -> Option<Reply> {
         let targets = if single { vec![int(a, 0)] } else { ints(a, 0)? };
         let mut pids = Vec::new();
         for p in ints(a, 1)? {
-            let ok = u32::try_from(p).ok().filter(|id| ctx.world.catalog.package(*id).is_some());
-            pids.push(ok.ok_or_else(|| fault(2300, format!("cannot find package with name {p} in Satellite database")))?);
+            let ok = u32::try_from(p)
+                .ok()
+                .filter(|id| ctx.world.catalog.package(*id).is_some());
+            pids.push(ok.ok_or_else(|| {
+                fault(
+                    2300,
+                    format!("cannot find package with name {p} in Satellite database"),
+                )
+            })?);
         }
         package_action(ctx, targets, pids, date(a, 2).unwrap_or(ctx.now), single)
     })())
@@ -422,18 +510,47 @@ fn schedule_by_nevra(ctx: &mut Ctx<'_>, a: &[Value]) -> Option<Reply> {
         let items = a.get(1).and_then(Value::as_array).unwrap_or_default();
         let mut pids = Vec::new();
         for it in items {
-            let st = it.as_struct().ok_or_else(|| unhandled("java.lang.ClassCastException: package NEVRA must be a struct"))?;
-            let get = |k: &str| st.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-            let (n, e, v, r, arch) = (get("package_name"), get("package_epoch"), get("package_version"), get("package_release"), get("package_arch"));
-            if !matches!(arch.as_str(), "x86_64" | "noarch" | "i686" | "aarch64" | "amd64-deb" | "all-deb") {
-                return Err(unhandled(format!("com.redhat.rhn.domain.rhnpackage.InvalidPackageArchException: Invalid package arch: {arch}")));
+            let st = it.as_struct().ok_or_else(|| {
+                unhandled("java.lang.ClassCastException: package NEVRA must be a struct")
+            })?;
+            let get = |k: &str| {
+                st.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let (n, e, v, r, arch) = (
+                get("package_name"),
+                get("package_epoch"),
+                get("package_version"),
+                get("package_release"),
+                get("package_arch"),
+            );
+            if !matches!(
+                arch.as_str(),
+                "x86_64" | "noarch" | "i686" | "aarch64" | "amd64-deb" | "all-deb"
+            ) {
+                return Err(unhandled(format!(
+                    "com.redhat.rhn.domain.rhnpackage.InvalidPackageArchException: Invalid package arch: {arch}"
+                )));
             }
             let found = ctx.world.catalog.packages.iter().find(|p| {
-                p.name == n && p.evr.version == v && p.evr.release == r && p.evr.epoch_str() == e.trim() && p.arch == arch
+                p.name == n
+                    && p.evr.version == v
+                    && p.evr.release == r
+                    && p.evr.epoch_str() == e.trim()
+                    && p.arch == arch
             });
             match found {
                 Some(p) => pids.push(p.id),
-                None => return Err(fault(2300, format!("cannot find package with name {n}-{e}:{v}-{r}.{arch} in Satellite database"))),
+                None => {
+                    return Err(fault(
+                        2300,
+                        format!(
+                            "cannot find package with name {n}-{e}:{v}-{r}.{arch} in Satellite database"
+                        ),
+                    ));
+                }
             }
         }
         package_action(ctx, targets, pids, date(a, 2).unwrap_or(ctx.now), single)
@@ -469,9 +586,18 @@ fn schedule_script_run(ctx: &mut Ctx<'_>, a: &[Value]) -> Option<Reply> {
             contents: string(a, b + 3),
         };
         let earliest = date(a, b + 4).unwrap_or(ctx.now);
-        let name = label.unwrap_or_else(|| format!("Remote Command on {}", ctx.world.systems[&systems[0]].name));
+        let name = label.unwrap_or_else(|| {
+            format!("Remote Command on {}", ctx.world.systems[&systems[0]].name)
+        });
         let scheduler = login(ctx);
-        let id = ctx.world.create_action(ActionKind::Script(spec), name, &scheduler, earliest, &systems, ctx.now);
+        let id = ctx.world.create_action(
+            ActionKind::Script(spec),
+            name,
+            &scheduler,
+            earliest,
+            &systems,
+            ctx.now,
+        );
         Ok(Value::Int(i64::from(id)))
     })())
 }
@@ -494,8 +620,13 @@ fn list_system_events(ctx: &mut Ctx<'_>, a: &[Value]) -> Option<Reply> {
         let cat = &ctx.world.catalog;
         let mut out = Vec::new();
         for action in ctx.world.actions.values() {
-            let Some(r) = action.servers.get(&sid) else { continue };
-            if type_filter.as_deref().is_some_and(|t| t != action.kind.type_name()) {
+            let Some(r) = action.servers.get(&sid) else {
+                continue;
+            };
+            if type_filter
+                .as_deref()
+                .is_some_and(|t| t != action.kind.type_name())
+            {
                 continue;
             }
             if since.is_some_and(|d| r.created < d) {
@@ -531,7 +662,12 @@ fn list_system_events(ctx: &mut Ctx<'_>, a: &[Value]) -> Option<Reply> {
                 let info: Vec<Value> = ids
                     .iter()
                     .filter_map(|e| cat.erratum(*e))
-                    .map(|e| Struct::new().with("detail", e.advisory.as_str()).with("result", e.synopsis.as_str()).into())
+                    .map(|e| {
+                        Struct::new()
+                            .with("detail", e.advisory.as_str())
+                            .with("result", e.synopsis.as_str())
+                            .into()
+                    })
                     .collect();
                 st.insert("additional_info", Value::Array(info));
             }

@@ -25,20 +25,37 @@ fn by_name<'a>(ctx: &'a Ctx<'_>, name: &str) -> Result<&'a Group, super::Fault> 
 pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> {
     use T::*;
     Some(match name {
-        "listAllGroups" if a.is_empty() => Ok(Value::Array(ctx.world.groups.values().map(group_struct).collect())),
+        "listAllGroups" if a.is_empty() => Ok(Value::Array(
+            ctx.world.groups.values().map(group_struct).collect(),
+        )),
         "getDetails" if sig(a, &[I]) || sig(a, &[S]) => {
             let g = match &a[0] {
-                Value::Int(_) => ctx.world.groups.get(&(u32::try_from(int(a, 0)).unwrap_or(0))),
+                Value::Int(_) => ctx
+                    .world
+                    .groups
+                    .get(&(u32::try_from(int(a, 0)).unwrap_or(0))),
                 _ => ctx.world.groups.values().find(|g| g.name == string(a, 0)),
             };
             g.map(group_struct)
                 .ok_or_else(|| fault(2201, "Unable to locate or access server group"))
         }
         "listSystems" if sig(a, &[S]) => by_name(ctx, &string(a, 0)).map(|g| {
-            Value::Array(g.members.iter().filter_map(|s| ctx.world.systems.get(s)).map(server_struct).collect())
+            Value::Array(
+                g.members
+                    .iter()
+                    .filter_map(|s| ctx.world.systems.get(s))
+                    .map(server_struct)
+                    .collect(),
+            )
         }),
         "listSystemsMinimal" if sig(a, &[S]) => by_name(ctx, &string(a, 0)).map(|g| {
-            Value::Array(g.members.iter().filter_map(|s| ctx.world.systems.get(s)).map(system_overview).collect())
+            Value::Array(
+                g.members
+                    .iter()
+                    .filter_map(|s| ctx.world.systems.get(s))
+                    .map(system_overview)
+                    .collect(),
+            )
         }),
         "listActiveSystemsInGroup" if sig(a, &[S]) => {
             let now = ctx.now;
