@@ -10,6 +10,7 @@ pub mod approvals;
 pub mod audit;
 pub mod migrations;
 pub mod queue;
+pub mod runs;
 pub mod script_kv;
 pub mod script_versions;
 pub mod status;
