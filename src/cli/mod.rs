@@ -13,6 +13,7 @@ pub mod check;
 pub mod config;
 pub mod db;
 pub mod gen_config;
+pub mod run;
 pub mod sim;
 pub mod spec;
 pub mod types;
@@ -141,6 +142,8 @@ pub enum Command {
     Spec(spec::Args),
     /// Run a benchmark and print its figures.
     Bench(bench::BenchArgs),
+    /// Run a patch policy (or `status` / `cancel` a run).
+    Run(run::RunArgs),
     /// Serve a simulated UYUNI (XML-RPC, metrics) on loopback.
     Sim(sim::SimArgs),
 }
@@ -191,5 +194,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Spec(a) => spec::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Sim(args) => sim::run(args),
+        Command::Run(args) => run::run(args, &cli.globals),
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod compliance;
 pub mod migrations;
 pub mod queue;
 pub mod runs;

@@ -386,6 +386,40 @@ pub fn transition_hosts(
     Ok(n)
 }
 
+/// Set columns of host rows without a status change.
+pub fn set_host_fields(
+    conn: &Connection,
+    run_id: i64,
+    system_ids: &[i64],
+    u: &HostUpdate,
+) -> StoreResult<()> {
+    let mut stmt = conn.prepare(
+        "UPDATE patch_run_hosts SET action_id = COALESCE(?3, action_id), \
+         snapshot_id = COALESCE(?4, snapshot_id), error = COALESCE(?5, error) \
+         WHERE run_id = ?1 AND system_id = ?2",
+    )?;
+    for sid in system_ids {
+        stmt.execute(params![run_id, sid, u.action_id, u.snapshot_id, u.error])?;
+    }
+    Ok(())
+}
+
+/// Move every host of `run_id` still `pending` to `to` (`skipped` or `cancelled`) with
+/// `reason`; returns how many.
+pub fn close_pending(
+    conn: &Connection,
+    run_id: i64,
+    to: RunHostStatus,
+    reason: &str,
+) -> StoreResult<usize> {
+    RunHostStatus::check(RunHostStatus::Pending, to, format!("run {run_id}"))?;
+    Ok(conn.execute(
+        "UPDATE patch_run_hosts SET status = ?2, error = COALESCE(error, ?3), completed_at = ?4 \
+         WHERE run_id = ?1 AND status = 'pending'",
+        params![run_id, to.as_str(), reason, now_ts()],
+    )?)
+}
+
 /// A stored host row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunHostRecord {

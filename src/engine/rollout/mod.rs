@@ -4,7 +4,11 @@
 //!   validated through the Lua host.
 //! - [`plan`]: the pure planner (hosts × approved errata → waves, exclusions, window).
 //! - [`budget`]: pure error-budget accounting.
+//! - [`execute`]: the run itself (PLAN … ALERT) against UYUNI and the store.
+//! - [`hooks`]: calling the policy's Lua hooks.
 
 pub mod budget;
+pub mod execute;
+pub mod hooks;
 pub mod plan;
 pub mod policy;
