@@ -29,9 +29,13 @@ pub struct RunArgs {
     /// Print the plan and stop; changes nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Run against an in-process simulated UYUNI (default fleet) instead of `[uyuni]`.
+    /// Run against an in-process simulated UYUNI instead of `[uyuni]` (default fleet;
+    /// actions finish at once).
     #[arg(long)]
     pub sim: bool,
+    /// Fleet file for `--sim` (format of `spm sim --fleet`).
+    #[arg(long, requires = "sim", value_name = "FILE")]
+    pub sim_fleet: Option<PathBuf>,
     /// Print the plan / summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -131,14 +135,13 @@ pub fn run(args: RunArgs, globals: &Globals) -> anyhow::Result<Outcome> {
                 .policy
                 .context("give a policy file (spm run policies/x.lua), or `status` / `cancel`")?;
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            rt.block_on(start(
-                path,
-                args.dry_run,
-                args.sim,
-                args.json,
-                &config,
-                store,
-            ))
+            let sim = args.sim.then(|| {
+                args.sim_fleet.map_or(
+                    crate::sim::FleetSource::Default,
+                    crate::sim::FleetSource::File,
+                )
+            });
+            rt.block_on(start(path, args.dry_run, sim, args.json, &config, store))
         }
     }
 }
@@ -146,16 +149,20 @@ pub fn run(args: RunArgs, globals: &Globals) -> anyhow::Result<Outcome> {
 async fn start(
     path: PathBuf,
     dry_run: bool,
-    sim: bool,
+    sim: Option<crate::sim::FleetSource>,
     json: bool,
     config: &crate::config::Config,
     store: Store,
 ) -> anyhow::Result<Outcome> {
     let loaded = policy::load_policy(&path).await.context("invalid policy")?;
-    let (client, _sim) = if sim {
-        let handle = crate::sim::SimServer::start(crate::sim::SimOptions::default())
-            .await
-            .context("starting the simulator")?;
+    let (client, _sim) = if let Some(fleet) = sim {
+        let handle = crate::sim::SimServer::start(crate::sim::SimOptions {
+            fleet,
+            timings: crate::sim::clock::Timings::instant(),
+            ..crate::sim::SimOptions::default()
+        })
+        .await
+        .context("starting the simulator")?;
         let cfg = UyuniConfig {
             url: handle.url(),
             user: "admin".into(),
