@@ -184,11 +184,14 @@ pub fn list(conn: &Connection) -> StoreResult<Vec<ComplianceRecord>> {
     Ok(rows)
 }
 
-/// Errata facts needed by a scan: advisory → (severity, type, issue date, CVEs).
+/// Severity, type, issue date and CVEs of one erratum.
+pub type ErratumFacts = (String, String, Option<String>, Vec<String>);
+
+/// Errata facts needed by a scan, by advisory.
 pub fn errata_facts(
     conn: &Connection,
     advisories: &[String],
-) -> StoreResult<BTreeMap<String, (String, String, Option<String>, Vec<String>)>> {
+) -> StoreResult<BTreeMap<String, ErratumFacts>> {
     let mut e =
         conn.prepare("SELECT severity, advisory_type, issue_date FROM errata WHERE advisory = ?1")?;
     let mut c = conn.prepare("SELECT cve FROM errata_cves WHERE advisory = ?1 ORDER BY cve")?;

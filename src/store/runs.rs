@@ -598,11 +598,14 @@ pub fn errata_approvals(
     Ok(out)
 }
 
-/// Inventory facts from the last sync (env, tags, online) for systems, by id.
+/// Environment, tags and online flag of a system from the last sync.
+pub type SystemFacts = (Option<String>, BTreeMap<String, String>, bool);
+
+/// Inventory facts from the last sync for systems, by id.
 pub fn system_facts(
     conn: &Connection,
     ids: &[i64],
-) -> StoreResult<BTreeMap<i64, (Option<String>, BTreeMap<String, String>, bool)>> {
+) -> StoreResult<BTreeMap<i64, SystemFacts>> {
     let mut stmt = conn.prepare("SELECT env, tags, online FROM systems WHERE id = ?1")?;
     let mut out = BTreeMap::new();
     for id in ids {

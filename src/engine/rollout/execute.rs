@@ -41,6 +41,9 @@ pub enum RunError {
     Store(#[from] StoreError),
 }
 
+/// A progress callback.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
 /// How a run was started, and by whom.
 #[derive(Clone)]
 pub struct RunOptions {
@@ -57,7 +60,7 @@ pub struct RunOptions {
     /// Longest wait for one UYUNI action when the policy has no window.
     pub action_deadline: Duration,
     /// Called on every progress change.
-    pub progress: Option<Arc<dyn Fn(&Progress) + Send + Sync>>,
+    pub progress: Option<ProgressFn>,
 }
 
 impl std::fmt::Debug for RunOptions {
