@@ -10,6 +10,7 @@
 pub mod approve;
 pub mod bench;
 pub mod check;
+pub mod compliance;
 pub mod config;
 pub mod db;
 pub mod gen_config;
@@ -142,6 +143,8 @@ pub enum Command {
     Spec(spec::Args),
     /// Run a benchmark and print its figures.
     Bench(bench::BenchArgs),
+    /// Compliance per system / policy / env / OS, scans and CVE advisories.
+    Compliance(compliance::ComplianceArgs),
     /// Run a patch policy (or `status` / `cancel` a run).
     Run(run::RunArgs),
     /// Serve a simulated UYUNI (XML-RPC, metrics) on loopback.
@@ -195,5 +198,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Bench(a) => bench::run(a),
         Command::Sim(args) => sim::run(args),
         Command::Run(args) => run::run(args, &cli.globals),
+        Command::Compliance(args) => compliance::run(args, &cli.globals),
     }
 }

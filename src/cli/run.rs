@@ -146,16 +146,13 @@ pub fn run(args: RunArgs, globals: &Globals) -> anyhow::Result<Outcome> {
     }
 }
 
-async fn start(
-    path: PathBuf,
-    dry_run: bool,
+/// A UYUNI client: an in-process simulator (`--sim`, instant actions) or `[uyuni]`.
+/// Keep the returned handle alive as long as the client is used.
+pub async fn connect(
     sim: Option<crate::sim::FleetSource>,
-    json: bool,
     config: &crate::config::Config,
-    store: Store,
-) -> anyhow::Result<Outcome> {
-    let loaded = policy::load_policy(&path).await.context("invalid policy")?;
-    let (client, _sim) = if let Some(fleet) = sim {
+) -> anyhow::Result<(UyuniClient, Option<crate::sim::SimHandle>)> {
+    Ok(if let Some(fleet) = sim {
         let handle = crate::sim::SimServer::start(crate::sim::SimOptions {
             fleet,
             timings: crate::sim::clock::Timings::instant(),
@@ -172,7 +169,19 @@ async fn start(
         (UyuniClient::new(&cfg)?, Some(handle))
     } else {
         (UyuniClient::new(&client_config(&config.uyuni)?)?, None)
-    };
+    })
+}
+
+async fn start(
+    path: PathBuf,
+    dry_run: bool,
+    sim: Option<crate::sim::FleetSource>,
+    json: bool,
+    config: &crate::config::Config,
+    store: Store,
+) -> anyhow::Result<Outcome> {
+    let loaded = policy::load_policy(&path).await.context("invalid policy")?;
+    let (client, _sim) = connect(sim, config).await?;
     let plan = execute::build_plan(&client, &store, &loaded)
         .await
         .context("cannot plan the run")?;

@@ -602,10 +602,7 @@ pub fn errata_approvals(
 pub type SystemFacts = (Option<String>, BTreeMap<String, String>, bool);
 
 /// Inventory facts from the last sync for systems, by id.
-pub fn system_facts(
-    conn: &Connection,
-    ids: &[i64],
-) -> StoreResult<BTreeMap<i64, SystemFacts>> {
+pub fn system_facts(conn: &Connection, ids: &[i64]) -> StoreResult<BTreeMap<i64, SystemFacts>> {
     let mut stmt = conn.prepare("SELECT env, tags, online FROM systems WHERE id = ?1")?;
     let mut out = BTreeMap::new();
     for id in ids {
