@@ -117,10 +117,10 @@ pub async fn scan(
                     pending.push(adv.clone());
                     if let Some((_, _, date, c)) = facts.get(adv) {
                         cves.extend(c.iter().cloned());
-                        if let Some(d) = date.as_deref().and_then(|d| d.get(..10)) {
-                            if oldest.as_deref().is_none_or(|o| d < o) {
-                                oldest = Some(d.to_string());
-                            }
+                        if let Some(d) = date.as_deref().and_then(|d| d.get(..10))
+                            && oldest.as_deref().is_none_or(|o| d < o)
+                        {
+                            oldest = Some(d.to_string());
                         }
                     }
                 }
