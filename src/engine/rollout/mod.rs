@@ -6,9 +6,11 @@
 //! - [`budget`]: pure error-budget accounting.
 //! - [`execute`]: the run itself (PLAN … ALERT) against UYUNI and the store.
 //! - [`hooks`]: calling the policy's Lua hooks.
+//! - [`scheduler`]: cron runs for `spm serve` (one per policy, missed windows reported).
 
 pub mod budget;
 pub mod execute;
 pub mod hooks;
 pub mod plan;
 pub mod policy;
+pub mod scheduler;
