@@ -17,6 +17,15 @@ pub struct BenchArgs {
     /// Fewer iterations, for a quick look.
     #[arg(long)]
     pub quick: bool,
+    /// rollout: production systems in the simulated fleet.
+    #[arg(long, default_value_t = 10_000)]
+    pub systems: usize,
+    /// rollout: hosts per wave and in flight.
+    #[arg(long, default_value_t = 200)]
+    pub max_parallel: u32,
+    /// rollout: duration of one errata action, ms.
+    #[arg(long, default_value_t = 200)]
+    pub action_ms: u64,
 }
 
 /// Run `spm bench`.
@@ -31,6 +40,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
                 p.rounds_slow = 10;
             }
             rt.block_on(bench::uyuni::run(p))?
+        }
+        "rollout" => {
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            rt.block_on(bench::rollout::run(bench::rollout::Params {
+                systems: args.systems,
+                max_parallel: args.max_parallel,
+                action_ms: args.action_ms,
+            }))?
         }
         other => anyhow::bail!(
             "unknown benchmark `{other}` (available: {})",

@@ -161,10 +161,27 @@ pub fn get_run(conn: &Connection, id: i64) -> StoreResult<RunRecord> {
     })
 }
 
+/// One run without its plan (cheap: the plan of a large run is megabytes of JSON).
+pub fn get_run_brief(conn: &Connection, id: i64) -> StoreResult<RunRecord> {
+    let cols = RUN_COLUMNS.replace(" plan,", " 'null',");
+    conn.query_row(
+        &format!("SELECT {cols} FROM patch_runs WHERE id = ?1"),
+        [id],
+        row_to_run,
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound {
+        what: "patch run",
+        id: id.to_string(),
+    })
+}
+
 /// The latest runs, newest first.
+/// (Without their plans; read one with [`get_run`].)
 pub fn list_runs(conn: &Connection, limit: u32) -> StoreResult<Vec<RunRecord>> {
+    let cols = RUN_COLUMNS.replace(" plan,", " 'null',");
     let mut stmt = conn.prepare(&format!(
-        "SELECT {RUN_COLUMNS} FROM patch_runs ORDER BY id DESC LIMIT ?1"
+        "SELECT {cols} FROM patch_runs ORDER BY id DESC LIMIT ?1"
     ))?;
     let rows = stmt
         .query_map([limit.min(1000)], row_to_run)?
@@ -221,7 +238,8 @@ pub fn update_run(conn: &Connection, id: i64, u: &RunUpdate) -> StoreResult<()> 
 }
 
 /// Move run `id` from `from` to `to` (state machine + conditional update), applying `u`.
-/// Terminal states set `completed_at` and clear the lease.
+/// Terminal states set `completed_at` and clear the lease. Returns the run without its
+/// plan (see [`get_run_brief`]).
 pub fn transition_run(
     conn: &Connection,
     id: i64,
@@ -260,7 +278,7 @@ pub fn transition_run(
         });
     }
     apply_update(conn, id, u)?;
-    get_run(conn, id)
+    get_run_brief(conn, id)
 }
 
 /// Extend the lease of a run held by `owner`; false when the run is no longer held by it.
@@ -275,7 +293,7 @@ pub fn heartbeat(conn: &Connection, id: i64, owner: &str, lease: Duration) -> St
 /// Ask a run to stop: an active run goes to `cancelling` (the executor stops starting
 /// hosts; in-flight ones finish). Returns the run after the change.
 pub fn request_cancel(conn: &Connection, id: i64) -> StoreResult<RunRecord> {
-    let run = get_run(conn, id)?;
+    let run = get_run_brief(conn, id)?;
     if run.status == RunStatus::Cancelling {
         return Ok(run);
     }

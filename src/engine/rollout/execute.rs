@@ -273,7 +273,7 @@ impl Exec<'_> {
                 Ok(())
             }
             Err(e) if lost(&e) => {
-                let r = self.store.read(move |c| runs::get_run(c, id)).await?;
+                let r = self.store.read(move |c| runs::get_run_brief(c, id)).await?;
                 if r.status == R::Cancelling {
                     self.status = R::Cancelling;
                     self.cancel = true;
@@ -288,7 +288,7 @@ impl Exec<'_> {
 
     async fn check_cancel(&mut self) -> Result<(), RunError> {
         let id = self.run_id;
-        let r = self.store.read(move |c| runs::get_run(c, id)).await?;
+        let r = self.store.read(move |c| runs::get_run_brief(c, id)).await?;
         if r.status == R::Cancelling {
             self.status = R::Cancelling;
             self.cancel = true;
