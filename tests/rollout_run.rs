@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use spm::engine::approvals::{self, Actor, Decision, Rules};
-use spm::engine::rollout::{execute, policy};
+use spm::engine::rollout::{execute, policy, rollback};
 use spm::engine::state::{QueueStatus, RunHostStatus, RunStatus};
 use spm::services::uyuni::{Secret, UyuniClient, UyuniConfig};
 use spm::sim::clock::Timings;
@@ -611,4 +611,139 @@ fn a_run_left_active_is_recovered_as_interrupted_and_frees_the_policy() {
     assert_eq!(run.status, RunStatus::Interrupted);
     let hosts = store.read_blocking(|c| runs::run_hosts(c, run_id)).unwrap();
     assert_eq!(hosts[0].status, RunHostStatus::Interrupted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_hosts_roll_back_automatically_and_chosen_hosts_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("spm.db");
+    let store = Store::open(&db).unwrap();
+    let s2 = store.clone();
+    tokio::task::spawn_blocking(move || {
+        seed(&s2, "USN-7101-1", "high", true);
+        seed(&s2, "USN-7103-1", "high", true);
+    })
+    .await
+    .unwrap();
+    let body = WEB_POLICY
+        .replace(
+            "per_wave = { hosts = 0 }, per_run = { hosts = 0 }",
+            "per_wave = { hosts = 5 }, per_run = { hosts = 5 }",
+        )
+        .replace(
+            "  max_parallel = 10,",
+            "  max_parallel = 10,\n  rollback_on_failure = \"auto\",",
+        );
+    let path = write_policy(dir.path(), "web.lua", &body);
+    let loaded = policy::load_policy(&path).await.unwrap();
+    let (sim, client) = sim_client(Timings::instant()).await;
+    let plan = execute::build_plan(&client, &store, &loaded).await.unwrap();
+    let summary = execute::execute(
+        &client,
+        &store,
+        &loaded,
+        plan,
+        &execute::RunOptions::manual("token:ops"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    assert_eq!((summary.ok, summary.failed), (4, 2));
+    let run_id = summary.run_id;
+    let hosts = store
+        .read(move |c| runs::run_hosts(c, run_id))
+        .await
+        .unwrap();
+    for h in &hosts {
+        let pre = {
+            let sid = h.system_id;
+            store
+                .read(move |c| runs::pre_packages(c, run_id, sid))
+                .await
+                .unwrap()
+        };
+        assert!(
+            pre.contains(&"openssl=3.0.13-0ubuntu3.4".to_string()),
+            "{h:?} {pre:?}"
+        );
+        match h.system_name.as_str() {
+            "prod-web-03" | "prod-web-04" => {
+                assert_eq!(h.status, RunHostStatus::RolledBack, "{h:?}");
+                assert!(
+                    pre.contains(&"curl=8.5.0-2ubuntu10.5".to_string()),
+                    "{pre:?}"
+                );
+            }
+            _ => assert_eq!(h.status, RunHostStatus::Ok, "{h:?}"),
+        }
+    }
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM rollbacks WHERE status = 'verified' AND strategy = 'package'"
+        ),
+        2
+    );
+    // An operator rolls back one healthy host: openssl goes back to the old version.
+    let web1 = hosts
+        .iter()
+        .find(|h| h.system_name == "prod-web-01")
+        .unwrap()
+        .system_id;
+    let out = rollback::rollback(
+        &client,
+        &store,
+        run_id,
+        "ubuntu",
+        &rollback::Selection::Hosts(vec!["prod-web-01".into()]),
+        "cli:operator",
+        "nginx misbehaves since the update",
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].status, RunHostStatus::RolledBack, "{out:?}");
+    let installed = client.list_installed_packages(web1).await.unwrap();
+    let openssl = installed.iter().find(|p| p.name == "openssl").unwrap();
+    assert!(
+        format!("{}-{}", openssl.version, openssl.release).contains("0ubuntu3.4"),
+        "{openssl:?}"
+    );
+    // A host that is not ok/failed, or unknown, is refused and nothing changes.
+    let err = rollback::rollback(
+        &client,
+        &store,
+        run_id,
+        "ubuntu",
+        &rollback::Selection::Hosts(vec!["prod-web-01".into()]),
+        "cli:operator",
+        "again",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("is rolled_back; only ok or failed hosts"),
+        "{err}"
+    );
+    let err = rollback::rollback(
+        &client,
+        &store,
+        run_id,
+        "ubuntu",
+        &rollback::Selection::Hosts(vec!["nope".into()]),
+        "cli:operator",
+        "x",
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("no host named \"nope\""), "{err}");
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM audit_log WHERE action = 'run.rollback'"
+        ),
+        2
+    );
+    sim.shutdown().await;
 }

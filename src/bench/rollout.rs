@@ -199,22 +199,21 @@ async fn run_in(dir: &std::path::Path, p: Params) -> anyhow::Result<serde_json::
     };
     client.reset_stats();
     let t1 = Instant::now();
-    let summary = execute::execute(
-        &client,
-        &store,
-        &loaded,
-        plan,
-        &{
-            let mut o = execute::RunOptions::manual("bench");
-            if std::env::var_os("SPM_BENCH_TRACE").is_some() {
-                let t = Instant::now();
-                o.progress = Some(std::sync::Arc::new(move |p: &execute::Progress| {
-                    eprintln!("{:>8.3}s wave {} {}", t.elapsed().as_secs_f64(), p.wave, p.phase);
-                }));
-            }
-            o
-        },
-    )
+    let summary = execute::execute(&client, &store, &loaded, plan, &{
+        let mut o = execute::RunOptions::manual("bench");
+        if std::env::var_os("SPM_BENCH_TRACE").is_some() {
+            let t = Instant::now();
+            o.progress = Some(std::sync::Arc::new(move |p: &execute::Progress| {
+                eprintln!(
+                    "{:>8.3}s wave {} {}",
+                    t.elapsed().as_secs_f64(),
+                    p.wave,
+                    p.phase
+                );
+            }));
+        }
+        o
+    })
     .await?;
     let wall_s = t1.elapsed().as_secs_f64();
     stepper.abort();

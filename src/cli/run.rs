@@ -15,6 +15,7 @@ use crate::engine::approvals::Actor;
 use crate::engine::rollout::execute::{self, Progress, RunOptions};
 use crate::engine::rollout::plan::Plan;
 use crate::engine::rollout::policy;
+use crate::engine::rollout::rollback;
 use crate::engine::state::RunStatus;
 use crate::services::uyuni::{Secret, UyuniClient, UyuniConfig};
 use crate::store::audit::{self, AuditEntry};
@@ -52,6 +53,23 @@ pub enum RunCommand {
         /// Run id.
         id: Option<i64>,
         /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Roll back failed or chosen hosts of a run (package strategy through UYUNI).
+    Rollback {
+        /// Run id.
+        id: i64,
+        /// Every failed host of the run.
+        #[arg(long, conflicts_with = "host", required_unless_present = "host")]
+        failed: bool,
+        /// A host (profile name) to roll back; repeatable.
+        #[arg(long, value_name = "NAME")]
+        host: Vec<String>,
+        /// Why (required; recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Print the outcome as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -129,6 +147,77 @@ pub fn run(args: RunArgs, globals: &Globals) -> anyhow::Result<Outcome> {
                 run.policy_id, run.status
             );
             Ok(Outcome::Ok)
+        }
+        Some(RunCommand::Rollback {
+            id,
+            failed,
+            host,
+            reason,
+            json,
+        }) => {
+            let selection = if failed {
+                rollback::Selection::Failed
+            } else {
+                rollback::Selection::Hosts(host)
+            };
+            let run = store.read_blocking(|c| runs::get_run_brief(c, id))?;
+            let os = store
+                .read_blocking(|c| runs::get_run(c, id))?
+                .plan
+                .get("os")
+                .and_then(|o| o.as_str())
+                .unwrap_or("unknown")
+                .to_string();
+            let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let actor = Actor::cli();
+            let out = rt
+                .block_on(async {
+                    let (client, _sim) = connect(None, &config).await?;
+                    rollback::rollback(
+                        &client,
+                        &store,
+                        id,
+                        &os,
+                        &selection,
+                        &actor.identity,
+                        &reason,
+                    )
+                    .await
+                    .map_err(anyhow::Error::from)
+                })
+                .with_context(|| {
+                    format!(
+                        "cannot roll back hosts of patch run {id} ({})",
+                        run.policy_id
+                    )
+                })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else if out.is_empty() {
+                println!("no host of run {id} matched; nothing rolled back");
+            } else {
+                for o in &out {
+                    println!(
+                        "{:<24} {}{}",
+                        o.name,
+                        o.status,
+                        o.error
+                            .as_deref()
+                            .map(|e| format!(" ({e})"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(
+                if out
+                    .iter()
+                    .all(|o| o.status == crate::engine::state::RunHostStatus::RolledBack)
+                {
+                    Outcome::Ok
+                } else {
+                    Outcome::No
+                },
+            )
         }
         None => {
             let path = args

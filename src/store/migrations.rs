@@ -17,6 +17,10 @@ pub const FILES: &[(&str, &str)] = &[
         "0002_views.sql",
         include_str!("../../migrations/0002_views.sql"),
     ),
+    (
+        "0003_run_host_packages.sql",
+        include_str!("../../migrations/0003_run_host_packages.sql"),
+    ),
 ];
 
 /// The migration set as rusqlite_migration sees it.

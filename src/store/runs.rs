@@ -422,6 +422,69 @@ pub fn set_host_fields(
     Ok(())
 }
 
+/// Record a host's pre-patch package versions (`name=version` items).
+pub fn set_pre_packages(
+    conn: &Connection,
+    run_id: i64,
+    system_id: i64,
+    pkgs: &[String],
+) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE patch_run_hosts SET pre_packages = ?3 WHERE run_id = ?1 AND system_id = ?2",
+        params![
+            run_id,
+            system_id,
+            serde_json::Value::from(pkgs.to_vec()).to_string()
+        ],
+    )?;
+    Ok(())
+}
+
+/// A host's pre-patch package versions.
+pub fn pre_packages(conn: &Connection, run_id: i64, system_id: i64) -> StoreResult<Vec<String>> {
+    let text: Option<String> = conn
+        .query_row(
+            "SELECT pre_packages FROM patch_run_hosts WHERE run_id = ?1 AND system_id = ?2",
+            params![run_id, system_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default())
+}
+
+/// Open a `rollbacks` row (status `running`); returns its id.
+pub fn insert_rollback(
+    conn: &Connection,
+    run_id: i64,
+    system_id: i64,
+    strategy: &str,
+    reason: &str,
+    initiated_by: &str,
+) -> StoreResult<i64> {
+    conn.execute(
+        "INSERT INTO rollbacks (run_id, system_id, strategy, reason, initiated_by, started_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![run_id, system_id, strategy, reason, initiated_by, now_ts()],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Close a `rollbacks` row as `verified` or `failed` with its details.
+pub fn finish_rollback(
+    conn: &Connection,
+    id: i64,
+    verified: bool,
+    details: &serde_json::Value,
+) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE rollbacks SET status = ?2, details = ?3, completed_at = ?4 WHERE id = ?1 AND status = 'running'",
+        params![id, if verified { "verified" } else { "failed" }, details.to_string(), now_ts()],
+    )?;
+    Ok(())
+}
+
 /// Move every host of `run_id` still `pending` to `to` (`skipped` or `cancelled`) with
 /// `reason`; returns how many.
 pub fn close_pending(

@@ -19,7 +19,8 @@ use serde::Serialize;
 use super::budget::BudgetState;
 use super::hooks::{self, HOOK_TIMEOUT};
 use super::plan::{self, HostInput, Plan, PlannedHost};
-use super::policy::{Executor, LoadedPolicy};
+use super::policy::{Executor, LoadedPolicy, RollbackMode};
+use super::rollback;
 use crate::engine::state::{QueueStatus, RunHostStatus as H, RunStatus as R, TransitionError};
 use crate::services::uyuni::{SystemOutcome, UyuniClient, UyuniError, WaitOptions};
 use crate::store::audit::{self, AuditEntry};
@@ -246,6 +247,10 @@ struct Exec<'a> {
     pending: usize,
     waves: usize,
     wave: usize,
+    /// Hosts that failed in the current batch after work started on them.
+    batch_failed: Vec<i64>,
+    /// Package names per advisory (for the pre-patch capture).
+    pkg_names: BTreeMap<String, Vec<String>>,
 }
 
 impl Exec<'_> {
@@ -322,7 +327,8 @@ impl Exec<'_> {
             .await?)
     }
 
-    async fn fail_hosts(&self, ids: Vec<i64>, from: H, error: String) -> Result<(), RunError> {
+    async fn fail_hosts(&mut self, ids: Vec<i64>, from: H, error: String) -> Result<(), RunError> {
+        self.batch_failed.extend(ids.iter().copied());
         self.hosts(
             ids,
             from,
@@ -454,6 +460,12 @@ impl Exec<'_> {
         self.hosts(started.clone(), from, H::Running, HostUpdate::default())
             .await?;
         self.progress("executing", started.len());
+        self.batch_failed.clear();
+        let auto_rollback = self.policy.policy.rollback_on_failure == RollbackMode::Auto;
+        let mut started = started;
+        if auto_rollback && !started.is_empty() {
+            started = self.capture(&started, &by_id).await?;
+        }
         // One scheduleApplyErrata per distinct errata set.
         let mut groups: BTreeMap<Vec<i64>, Vec<i64>> = BTreeMap::new();
         for sid in &started {
@@ -700,9 +712,89 @@ impl Exec<'_> {
                 .await?;
         }
         self.ok += n;
+        if auto_rollback && !self.batch_failed.is_empty() {
+            let names: Vec<String> = self
+                .batch_failed
+                .iter()
+                .filter_map(|s| by_id.get(s).map(|h| h.name.clone()))
+                .collect();
+            self.progress("rolling back", names.len());
+            let out = rollback::rollback(
+                self.client,
+                self.store,
+                self.run_id,
+                self.policy.policy.os_family(),
+                &rollback::Selection::Hosts(names),
+                &self.opts.actor,
+                "automatic rollback of a failed host (policy rollback_on_failure = auto)",
+            )
+            .await?;
+            for o in out.iter().filter(|o| o.status != H::RolledBack) {
+                tracing::warn!(run = self.run_id, host = %o.name, error = ?o.error, "automatic rollback failed");
+            }
+        }
         self.counters().await?;
         self.progress("batch done", 0);
         Ok(actions)
+    }
+
+    /// Record pre-patch versions of the batch's errata packages; hosts whose versions
+    /// cannot be recorded are failed before anything is applied to them.
+    async fn capture(
+        &mut self,
+        started: &[i64],
+        by_id: &BTreeMap<i64, &PlannedHost>,
+    ) -> Result<Vec<i64>, RunError> {
+        let mut names = BTreeSet::new();
+        for sid in started {
+            for adv in by_id
+                .get(sid)
+                .map(|h| h.errata.as_slice())
+                .unwrap_or_default()
+            {
+                if !self.pkg_names.contains_key(adv) {
+                    let pk = self.client.errata_packages(adv).await?;
+                    self.pkg_names
+                        .insert(adv.clone(), pk.into_iter().map(|p| p.name).collect());
+                }
+                names.extend(self.pkg_names.get(adv).cloned().unwrap_or_default());
+            }
+        }
+        let names: Vec<String> = names.into_iter().collect();
+        let got =
+            rollback::capture(self.client, started, self.policy.policy.os_family(), &names).await;
+        let mut keep = Vec::new();
+        for sid in started {
+            match got.get(sid) {
+                Some(Ok(pkgs)) => {
+                    let (id, s, p) = (self.run_id, *sid, pkgs.clone());
+                    self.store
+                        .write(move |tx| runs::set_pre_packages(tx, id, s, &p))
+                        .await?;
+                    keep.push(*sid);
+                }
+                other => {
+                    let why = match other {
+                        Some(Err(e)) => e.clone(),
+                        _ => "recording pre-patch versions: no result".to_string(),
+                    };
+                    // Nothing was applied: failed, but nothing to roll back.
+                    self.hosts(
+                        vec![*sid],
+                        H::Running,
+                        H::Failed,
+                        HostUpdate {
+                            error: Some(format!("{why}; not patched")),
+                            ..HostUpdate::default()
+                        },
+                    )
+                    .await?;
+                    self.failed += 1;
+                    self.budget.record_failures(1);
+                }
+            }
+        }
+        Ok(keep)
     }
 }
 
@@ -808,6 +900,8 @@ pub async fn execute(
         pending: total,
         waves: waves_n,
         wave: 0,
+        batch_failed: Vec::new(),
+        pkg_names: BTreeMap::new(),
     };
     // Keep the lease while the run is alive.
     let hb = {

@@ -6,6 +6,7 @@
 //! - [`budget`]: pure error-budget accounting.
 //! - [`execute`]: the run itself (PLAN … ALERT) against UYUNI and the store.
 //! - [`hooks`]: calling the policy's Lua hooks.
+//! - [`rollback`]: selective rollback (package strategy) and the pre-patch capture.
 //! - [`scheduler`]: cron runs for `spm serve` (one per policy, missed windows reported).
 
 pub mod budget;
@@ -13,4 +14,5 @@ pub mod execute;
 pub mod hooks;
 pub mod plan;
 pub mod policy;
+pub mod rollback;
 pub mod scheduler;
