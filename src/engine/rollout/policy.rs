@@ -100,19 +100,46 @@ pub struct Targets {
     pub exclude: Vec<String>,
 }
 
-/// A cron schedule with its time zone.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A cron schedule with its time zone. In Lua either `{ cron = "0 2 * * 0", timezone =
+/// "Europe/Rome" }` or just the cron text (UTC).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Schedule {
     /// Five or six field cron expression.
     pub cron: String,
     /// IANA time zone (`Europe/Rome`); default UTC.
-    #[serde(default = "utc")]
     pub timezone: String,
 }
 
 fn utc() -> String {
     "UTC".to_string()
+}
+
+impl<'de> Deserialize<'de> for Schedule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            cron: String,
+            #[serde(default = "utc")]
+            timezone: String,
+        }
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(cron) => Ok(Schedule {
+                cron,
+                timezone: utc(),
+            }),
+            v @ serde_json::Value::Object(_) => {
+                let f: Full = serde_json::from_value(v).map_err(serde::de::Error::custom)?;
+                Ok(Schedule {
+                    cron: f.cron,
+                    timezone: f.timezone,
+                })
+            }
+            other => Err(serde::de::Error::custom(format!(
+                "expected a cron text or {{ cron = ..., timezone = ... }}, got {other}"
+            ))),
+        }
+    }
 }
 
 /// A maintenance window starting when the run starts.
@@ -128,13 +155,29 @@ pub struct Window {
 }
 
 /// A duration written as text (`"90s"`, `"15m"`, `"4h"`) or seconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum DurationSpec {
     /// Seconds.
     Seconds(u64),
     /// Text.
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for DurationSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => {
+                n.as_u64().map(DurationSpec::Seconds).ok_or_else(|| {
+                    serde::de::Error::custom(format!("{n} is not a whole number of seconds"))
+                })
+            }
+            serde_json::Value::String(s) => Ok(DurationSpec::Text(s)),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a duration (\"4h\", \"15m\") or seconds, got {other}"
+            ))),
+        }
+    }
 }
 
 impl DurationSpec {
@@ -219,13 +262,33 @@ pub enum Reboot {
 }
 
 /// A host count: absolute (`3`) or a percentage of the hosts (`"10%"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Count {
     /// Absolute.
     Hosts(u32),
     /// `"N%"`.
     Percent(String),
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Count::Hosts)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "{n} is not a host count (a whole number) or a percentage like \"10%\""
+                    ))
+                }),
+            serde_json::Value::String(s) => Ok(Count::Percent(s)),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a host count (3) or a percentage (\"10%\"), got {other}"
+            ))),
+        }
+    }
 }
 
 impl Count {
@@ -706,6 +769,21 @@ pub fn policy_from_table(t: &Table) -> Result<Policy, Vec<KeyProblem>> {
             problems.push(KeyProblem {
                 key: k.clone(),
                 message: format!("unknown key `{k}` (known: {}, hooks)", TOP_KEYS.join(", ")),
+            });
+            continue;
+        }
+        let tables = ["targets", "maintenance_window", "errata", "waves", "error_budget"];
+        if tables.contains(&k.as_str()) && !v.is_object() {
+            problems.push(KeyProblem {
+                key: k.clone(),
+                message: format!(
+                    "`{k}` must be a table of named keys{}",
+                    if k == "waves" {
+                        " such as { canary = 1, sizes = { \"25%\", \"100%\" } }"
+                    } else {
+                        ""
+                    }
+                ),
             });
             continue;
         }
