@@ -320,7 +320,8 @@ async fn real_prometheus_scrapes_simulated_node_exporters() {
     // Offline systems answer 503 and count as down.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = up;
-    while seen["data"]["result"][0]["value"][1] != n.to_string() {
+    let want = n.to_string();
+    while seen["data"]["result"][0]["value"][1].as_str() != Some(want.as_str()) {
         assert!(
             Instant::now() < deadline,
             "expected {n} systems up, Prometheus says {seen}"

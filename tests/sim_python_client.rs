@@ -175,6 +175,22 @@ fn check(sim: &SimHandle, r: &Json) {
             .unwrap()
             .contains("Could not find method: getRelevantErrata")
     );
+    // Content lifecycle: build walks building → built over virtual time.
+    let label = sim.with_world(|w| w.projects[0].label.clone());
+    assert_eq!(r["projects"], serde_json::json!([label]));
+    assert_eq!(r["build"], 1);
+    assert_eq!(
+        r["env_building"][0],
+        serde_json::json!(["dev", 1, "building"])
+    );
+    assert_eq!(r["env_building"][1], serde_json::json!(["test", 0, "new"]));
+    assert_eq!(r["env_built"][0], serde_json::json!(["dev", 1, "built"]));
+    assert_eq!(r["promote_missing_env"][0], 10100);
+    assert_eq!(
+        r["build_missing_project"],
+        serde_json::json!([10101, "redstone.xmlrpc.XmlRpcFault: nosuch"])
+    );
+
     assert_eq!(r["logout"], 1);
     assert_eq!(r["after_logout"][0], -1);
     assert!(

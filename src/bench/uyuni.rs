@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::services::uyuni::{Secret, UyuniClient, UyuniConfig};
 use crate::sim::clock::Timings;
-use crate::sim::{SimOptions, SimServer};
+use crate::sim::{SimHandle, SimOptions, SimServer};
 
 /// Concurrency levels measured.
 pub const CONCURRENCY: [usize; 3] = [1, 10, 50];
@@ -35,14 +35,17 @@ impl Default for BenchParams {
     }
 }
 
-async fn measure(latency_ms: u64, conc: usize, calls: usize) -> anyhow::Result<(f64, Duration)> {
-    let sim = SimServer::start(SimOptions {
+async fn start_sim(latency_ms: u64) -> anyhow::Result<SimHandle> {
+    SimServer::start(SimOptions {
         latency_ms,
         timings: Timings::instant(),
         ..SimOptions::default()
     })
     .await
-    .context("starting the simulator")?;
+    .context("starting the simulator")
+}
+
+async fn measure(sim: &SimHandle, conc: usize, calls: usize) -> anyhow::Result<(f64, Duration)> {
     let cfg = UyuniConfig {
         url: sim.url(),
         user: "admin".into(),
@@ -81,8 +84,61 @@ async fn measure(latency_ms: u64, conc: usize, calls: usize) -> anyhow::Result<(
             .context("bench call failed")?;
     }
     let elapsed = start.elapsed();
-    sim.shutdown().await;
     Ok((calls as f64 / elapsed.as_secs_f64(), elapsed))
+}
+
+/// Raw simulator throughput at 0 ms: pre-encoded `system.getDetails` bodies posted over
+/// keep-alive connections by `conc` tasks, responses read but not decoded.
+async fn measure_raw(sim: &SimHandle, conc: usize, calls: usize) -> anyhow::Result<f64> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(conc)
+        .build()
+        .context("building the HTTP client")?;
+    let login = crate::services::uyuni::xmlrpc::encode_call_parts(
+        "auth.login",
+        &["admin".into(), "admin".into()],
+    )
+    .context("encoding login")?;
+    let resp = http
+        .post(sim.url())
+        .body(login)
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    let key = match crate::services::uyuni::xmlrpc::decode_response(
+        &resp,
+        &crate::services::uyuni::xmlrpc::Limits::default(),
+    )? {
+        crate::services::uyuni::xmlrpc::MethodResponse::Success(v) => {
+            v.as_str().unwrap_or_default().to_string()
+        }
+        crate::services::uyuni::xmlrpc::MethodResponse::Fault(f) => anyhow::bail!("login: {f}"),
+    };
+    let sid = sim.with_world(|w| w.systems.keys().next().copied().unwrap_or_default());
+    let body = crate::services::uyuni::xmlrpc::encode_call_parts(
+        "system.getDetails",
+        &[key.into(), sid.into()],
+    )
+    .context("encoding the call")?;
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(conc);
+    for t in 0..conc {
+        let (http, url, body) = (http.clone(), sim.url(), body.clone());
+        let n = calls / conc + usize::from(t < calls % conc);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..n {
+                let r = http.post(&url).body(body.clone()).send().await?;
+                anyhow::ensure!(r.status().is_success(), "HTTP {}", r.status());
+                r.bytes().await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await.context("bench task panicked")??;
+    }
+    Ok(calls as f64 / start.elapsed().as_secs_f64())
 }
 
 /// Run the benchmark and return its JSON report.
@@ -91,11 +147,17 @@ pub async fn run(p: BenchParams) -> anyhow::Result<serde_json::Value> {
     let mut slow = serde_json::Map::new();
     let mut ratios = serde_json::Map::new();
     let mut worst: f64 = 0.0;
+    let sim = start_sim(0).await?;
     for c in CONCURRENCY {
-        let (cps, _) = measure(0, c, p.calls_fast).await?;
+        let (cps, _) = measure(&sim, c, p.calls_fast).await?;
         fast.insert(c.to_string(), json!((cps * 10.0).round() / 10.0));
+    }
+    let raw = measure_raw(&sim, 50, p.calls_fast).await?;
+    sim.shutdown().await;
+    let sim = start_sim(20).await?;
+    for c in CONCURRENCY {
         let calls = c * p.rounds_slow;
-        let (cps, elapsed) = measure(20, c, calls).await?;
+        let (cps, elapsed) = measure(&sim, c, calls).await?;
         slow.insert(c.to_string(), json!((cps * 10.0).round() / 10.0));
         let floor =
             Duration::from_millis(20) * u32::try_from(calls.div_ceil(c)).unwrap_or(u32::MAX);
@@ -103,8 +165,10 @@ pub async fn run(p: BenchParams) -> anyhow::Result<serde_json::Value> {
         ratios.insert(c.to_string(), json!((ratio * 1000.0).round() / 1000.0));
         worst = worst.max(ratio);
     }
+    sim.shutdown().await;
     Ok(json!({
         "bench": "uyuni",
+        "sim_raw_calls_per_s_c50": raw.round(),
         "method": "system.getDetails",
         "calls_per_s": { "latency_0ms": fast, "latency_20ms": slow },
         "overhead_ratio": (worst * 1000.0).round() / 1000.0,

@@ -261,22 +261,29 @@ impl World {
 
     /// Replay lifecycle events up to `now`, oldest first.
     pub fn tick(&mut self, now: NaiveDateTime) {
+        // Systems do not affect each other, so each round applies the earliest due event
+        // of every system at once; a system's own events stay in time order.
         loop {
-            let mut best: Option<(NaiveDateTime, u32, SystemId, Event)> = None;
+            let mut due: BTreeMap<SystemId, (NaiveDateTime, u32, Event)> = BTreeMap::new();
             for &aid in &self.pending {
                 let Some(action) = self.actions.get(&aid) else {
                     continue;
                 };
                 for (&sid, row) in &action.servers {
-                    if let Some((t, ev)) = self.next_event(action, sid, row) {
-                        if t <= now && best.as_ref().is_none_or(|b| t < b.0) {
-                            best = Some((t, aid, sid, ev));
-                        }
+                    if let Some((t, ev)) = self.next_event(action, sid, row)
+                        && t <= now
+                        && due.get(&sid).is_none_or(|b| t < b.0)
+                    {
+                        due.insert(sid, (t, aid, ev));
                     }
                 }
             }
-            let Some((t, aid, sid, ev)) = best else { break };
-            self.apply_event(t, aid, sid, ev);
+            if due.is_empty() {
+                break;
+            }
+            for (sid, (t, aid, ev)) in due {
+                self.apply_event(t, aid, sid, ev);
+            }
         }
     }
 
@@ -389,12 +396,12 @@ impl World {
                         if !sys.channels.contains(&p.channel) {
                             continue;
                         }
-                        if let Some(cur) = sys.installed.get_mut(&p.name) {
-                            if p.evr.cmp_with(&cur.evr, kind).is_gt() {
-                                cur.evr = p.evr.clone();
-                                cur.installtime = t;
-                                changed.push(format!("{}-{}", p.name, p.evr));
-                            }
+                        if let Some(cur) = sys.installed.get_mut(&p.name)
+                            && p.evr.cmp_with(&cur.evr, kind).is_gt()
+                        {
+                            cur.evr = p.evr.clone();
+                            cur.installtime = t;
+                            changed.push(format!("{}-{}", p.name, p.evr));
                         }
                     }
                     let b = &e.behaviour;
@@ -464,10 +471,10 @@ impl World {
     /// `schedule.cancelActions`: Err(id) if a server action of `id` is Picked Up.
     pub fn cancel_actions(&mut self, ids: &[u32]) -> Result<(), u32> {
         for id in ids {
-            if let Some(a) = self.actions.get(id) {
-                if a.servers.values().any(|r| r.status == Status::PickedUp) {
-                    return Err(*id);
-                }
+            if let Some(a) = self.actions.get(id)
+                && a.servers.values().any(|r| r.status == Status::PickedUp)
+            {
+                return Err(*id);
             }
         }
         for id in ids {

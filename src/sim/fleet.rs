@@ -186,7 +186,7 @@ pub struct SystemSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
     /// Reading the file failed.
-    #[error("cannot read fleet file {path}: {source}")]
+    #[error("cannot read fleet file {path}")]
     Io {
         /// Path.
         path: String,
@@ -505,8 +505,9 @@ impl FleetBuilder {
     pub fn finish(mut self, timings: Timings, user: &str, password: &str) -> World {
         self.catalog.build_indices();
         let mut world = World::new(self.catalog, self.seed, timings);
+        let mut cache = super::model::RelevanceCache::new();
         for s in self.systems.values_mut() {
-            s.recompute_relevance(&world.catalog);
+            s.recompute_relevance_cached(&world.catalog, Some(&mut cache));
         }
         world.systems = self.systems;
         for (i, (name, members)) in self.groups.into_iter().enumerate() {
@@ -570,14 +571,25 @@ pub fn from_file(
     now: NaiveDateTime,
 ) -> Result<World, FleetError> {
     let mut b = FleetBuilder::new(file.seed, now);
-    for p in &file.packages {
-        b.package(parse_os(&p.os)?, &p.name, &p.version, p.arch.as_deref())?;
+    let at = |what: String| {
+        move |e: FleetError| match e {
+            FleetError::Invalid(m) => FleetError::Invalid(format!("{what}: {m}")),
+            other => other,
+        }
+    };
+    for (i, p) in file.packages.iter().enumerate() {
+        let os = parse_os(&p.os).map_err(at(format!("packages[{i}] ({})", p.name)))?;
+        b.package(os, &p.name, &p.version, p.arch.as_deref())
+            .map_err(at(format!("packages[{i}] ({})", p.name)))?;
     }
-    for e in &file.errata {
-        b.erratum(parse_os(&e.os)?, e)?;
+    for (i, e) in file.errata.iter().enumerate() {
+        let os = parse_os(&e.os).map_err(at(format!("errata[{i}] ({})", e.advisory)))?;
+        b.erratum(os, e)
+            .map_err(at(format!("errata[{i}] ({})", e.advisory)))?;
     }
-    for s in &file.systems {
-        b.system(s)?;
+    for (i, s) in file.systems.iter().enumerate() {
+        b.system(s)
+            .map_err(at(format!("systems[{i}] ({})", s.name)))?;
     }
     Ok(b.finish(timings, user, password))
 }

@@ -216,6 +216,9 @@ pub struct Erratum {
     pub behaviour: ErratumBehaviour,
 }
 
+/// Memo of relevance split points: (channel, package name, installed EVR) → index.
+pub type RelevanceCache = HashMap<(ChannelId, String, String), usize>;
+
 /// Everything that does not change while systems are patched.
 #[derive(Debug, Default)]
 pub struct Catalog {
@@ -230,9 +233,11 @@ pub struct Catalog {
     /// Erratum id by advisory name.
     pub erratum_by_name: HashMap<String, ErratumId>,
     /// Per channel and package name: `(package, erratum)` sorted by ascending EVR.
-    pub fixes: HashMap<(ChannelId, String), Vec<(PkgId, ErratumId)>>,
+    pub fixes: HashMap<ChannelId, HashMap<String, Vec<(PkgId, ErratumId)>>>,
     /// Per channel and package name: all package ids sorted by ascending EVR.
-    pub by_name: HashMap<(ChannelId, String), Vec<PkgId>>,
+    pub by_name: HashMap<ChannelId, HashMap<String, Vec<PkgId>>>,
+    /// Whether any erratum is retracted (relevance must then filter them out).
+    pub has_retracted: bool,
 }
 
 impl Catalog {
@@ -257,7 +262,9 @@ impl Catalog {
         self.fixes.clear();
         for p in &self.packages {
             self.by_name
-                .entry((p.channel, p.name.clone()))
+                .entry(p.channel)
+                .or_default()
+                .entry(p.name.clone())
                 .or_default()
                 .push(p.id);
         }
@@ -265,41 +272,54 @@ impl Catalog {
             for &pid in &e.packages {
                 if let Some(p) = self.packages.get(pid as usize - 1) {
                     self.fixes
-                        .entry((p.channel, p.name.clone()))
+                        .entry(p.channel)
+                        .or_default()
+                        .entry(p.name.clone())
                         .or_default()
                         .push((pid, e.id));
                 }
             }
         }
+        self.has_retracted = self.errata.iter().any(|e| e.status == "retracted");
         let pk = &self.packages;
         let key = |id: PkgId| &pk[id as usize - 1];
-        for v in self.by_name.values_mut() {
+        for v in self.by_name.values_mut().flat_map(|m| m.values_mut()) {
             v.sort_by(|a, b| key(*a).evr.cmp_with(&key(*b).evr, key(*a).kind));
         }
-        for v in self.fixes.values_mut() {
+        for v in self.fixes.values_mut().flat_map(|m| m.values_mut()) {
             v.sort_by(|a, b| key(a.0).evr.cmp_with(&key(b.0).evr, key(a.0).kind));
         }
     }
 
-    /// Errata in `channels` that ship a newer `name` than `installed`.
+    /// Errata in `channels` that ship a newer `name` than `installed`. `cache` remembers
+    /// the split point per (channel, name, installed EVR) across systems.
     pub fn errata_fixing(
         &self,
         channels: &[ChannelId],
         name: &str,
         installed: &Evr,
         kind: PkgKind,
-        out: &mut BTreeSet<ErratumId>,
+        out: &mut Vec<ErratumId>,
+        mut cache: Option<&mut RelevanceCache>,
     ) {
         for &c in channels {
-            let Some(list) = self.fixes.get(&(c, name.to_string())) else {
+            let Some(list) = self.fixes.get(&c).and_then(|m| m.get(name)) else {
                 continue;
             };
-            let first_newer = list.partition_point(|(pid, _)| {
-                self.packages[*pid as usize - 1]
-                    .evr
-                    .cmp_with(installed, kind)
-                    .is_le()
-            });
+            let split = || {
+                list.partition_point(|(pid, _)| {
+                    self.packages[*pid as usize - 1]
+                        .evr
+                        .cmp_with(installed, kind)
+                        .is_le()
+                })
+            };
+            let first_newer = match cache.as_deref_mut() {
+                Some(map) => *map
+                    .entry((c, name.to_string(), installed.to_string()))
+                    .or_insert_with(split),
+                None => split(),
+            };
             out.extend(list[first_newer..].iter().map(|&(_, e)| e));
         }
     }
@@ -308,7 +328,7 @@ impl Catalog {
     pub fn latest(&self, channels: &[ChannelId], name: &str) -> Option<&Package> {
         channels
             .iter()
-            .filter_map(|&c| self.by_name.get(&(c, name.to_string()))?.last())
+            .filter_map(|&c| self.by_name.get(&c)?.get(name)?.last())
             .map(|&id| &self.packages[id as usize - 1])
             .max_by(|a, b| a.evr.cmp_with(&b.evr, a.kind))
     }
@@ -324,7 +344,7 @@ impl Catalog {
     ) -> Option<&Package> {
         channels
             .iter()
-            .filter_map(|&c| self.by_name.get(&(c, name.to_string())))
+            .filter_map(|&c| self.by_name.get(&c)?.get(name))
             .flatten()
             .map(|&id| &self.packages[id as usize - 1])
             .find(|p| {
@@ -339,7 +359,7 @@ impl Catalog {
     pub fn knows_name(&self, channels: &[ChannelId], name: &str) -> bool {
         channels
             .iter()
-            .any(|&c| self.by_name.contains_key(&(c, name.to_string())))
+            .any(|&c| self.by_name.get(&c).is_some_and(|m| m.contains_key(name)))
     }
 }
 
@@ -488,17 +508,50 @@ impl System {
 
     /// Recompute the relevant errata from installed packages.
     pub fn recompute_relevance(&mut self, catalog: &Catalog) {
-        let mut out = BTreeSet::new();
+        self.recompute_relevance_cached(catalog, None);
+    }
+
+    /// Like [`System::recompute_relevance`], sharing work across systems via `cache`.
+    pub fn recompute_relevance_cached(
+        &mut self,
+        catalog: &Catalog,
+        mut cache: Option<&mut RelevanceCache>,
+    ) {
+        let mut out = Vec::new();
         let kind = self.os.kind();
         for p in self.installed.values() {
-            catalog.errata_fixing(&self.channels, &p.name, &p.evr, kind, &mut out);
+            catalog.errata_fixing(
+                &self.channels,
+                &p.name,
+                &p.evr,
+                kind,
+                &mut out,
+                cache.as_deref_mut(),
+            );
         }
-        out.retain(|id| {
-            catalog
-                .erratum(*id)
-                .is_some_and(|e| e.status != "retracted")
-        });
-        self.relevant = out;
+        if catalog.has_retracted {
+            out.retain(|id| {
+                catalog
+                    .erratum(*id)
+                    .is_some_and(|e| e.status != "retracted")
+            });
+        }
+        // A bitmap orders and dedups in linear time (errata ids are dense from 1).
+        let mut bits = vec![0u64; catalog.errata.len() / 64 + 1];
+        for id in out {
+            if let Some(w) = bits.get_mut(id as usize / 64) {
+                *w |= 1 << (id % 64);
+            }
+        }
+        let mut sorted = Vec::new();
+        for (i, &word) in bits.iter().enumerate() {
+            let mut w = word;
+            while w != 0 {
+                sorted.push(i as u32 * 64 + w.trailing_zeros());
+                w &= w - 1;
+            }
+        }
+        self.relevant = sorted.into_iter().collect();
     }
 
     /// The kernel release the newest installed kernel would boot.

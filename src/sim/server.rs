@@ -166,7 +166,7 @@ pub enum SimError {
     #[error(transparent)]
     Fleet(#[from] fleet::FleetError),
     /// Binding or I/O failed.
-    #[error("simulator I/O on {what}: {source}")]
+    #[error("simulator I/O: {what}")]
     Io {
         /// What was being done.
         what: String,

@@ -452,10 +452,10 @@ impl Shell<'_> {
                 if *fd == 255 {
                     fds[1] = sink;
                     fds[2] = sink;
-                } else if let Some(slot) = fds.get_mut(*fd as usize) {
-                    if *fd != 0 {
-                        *slot = sink;
-                    }
+                } else if let Some(slot) = fds.get_mut(*fd as usize)
+                    && *fd != 0
+                {
+                    *slot = sink;
                 }
             }
             let mut next_stdin = String::new();
@@ -1137,10 +1137,10 @@ impl Shell<'_> {
                     code: 100,
                 };
             };
-            if let Some(cur) = self.sys.installed.get(name) {
-                if pkg.evr.cmp_with(&cur.evr, PkgKind::Deb).is_lt() {
-                    downgrades.push(name.to_string());
-                }
+            if let Some(cur) = self.sys.installed.get(name)
+                && pkg.evr.cmp_with(&cur.evr, PkgKind::Deb).is_lt()
+            {
+                downgrades.push(name.to_string());
             }
             plan.push(pkg);
         }

@@ -491,3 +491,338 @@ fn script_action_records_result() {
             .starts_with("Failed to execute script. [jid=")
     );
 }
+
+#[test]
+fn bad_fleet_files_name_the_item() {
+    let bad: super::fleet::FleetFile =
+        toml::from_str("[[systems]]\nname = \"x\"\nos = \"solaris\"\n").unwrap();
+    let err = super::fleet::from_file(&bad, Timings::instant(), "a", "b", t0()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid fleet: systems[0] (x): unknown os \"solaris\" (expected ubuntu-24.04, debian-12 or rhel-9)"
+    );
+    let bad: super::fleet::FleetFile = toml::from_str(
+        "[[errata]]\nadvisory = \"A-1\"\nos = \"rhel\"\ntype = \"security\"\npackages = [\"openssl=1.0\"]\n",
+    )
+    .unwrap();
+    let err = super::fleet::from_file(&bad, Timings::instant(), "a", "b", t0()).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid fleet: errata[0] (A-1): package openssl: invalid version"),
+        "{err}"
+    );
+    assert!(
+        toml::from_str::<super::fleet::FleetFile>("[[systems]]\nnmae = \"x\"\n").is_err(),
+        "unknown keys are refused"
+    );
+}
+
+#[test]
+fn fixture_fleet_loads() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fleet-small.toml");
+    let file = super::fleet::FleetFile::load(&path).unwrap();
+    let w = super::fleet::from_file(&file, Timings::instant(), "a", "b", t0()).unwrap();
+    assert_eq!(w.systems.len(), 4);
+    assert!(
+        w.catalog
+            .erratum_named("USN-7003-1")
+            .unwrap()
+            .behaviour
+            .fail
+    );
+}
+
+#[test]
+fn generator_is_deterministic() {
+    let p = super::fleet::GenParams {
+        systems: 30,
+        errata: 300,
+        extra_packages: 5,
+        seed: 9,
+    };
+    let a = super::fleet::generate(p, Timings::instant(), "a", "b", t0());
+    let b = super::fleet::generate(p, Timings::instant(), "a", "b", t0());
+    let names = |w: &World| {
+        w.catalog
+            .errata
+            .iter()
+            .map(|e| e.advisory.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&a), names(&b));
+    let rel = |w: &World| {
+        w.systems
+            .values()
+            .map(|s| s.relevant.len())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rel(&a), rel(&b));
+    assert_eq!(a.systems.len(), 36, "2 test systems per OS on top");
+    assert!(
+        a.catalog
+            .errata
+            .iter()
+            .any(|e| e.advisory.starts_with("RHSA-"))
+    );
+    assert!(
+        a.catalog
+            .errata
+            .iter()
+            .any(|e| e.advisory.starts_with("DSA-"))
+    );
+    assert!(
+        a.catalog
+            .errata
+            .iter()
+            .any(|e| e.advisory.starts_with("USN-"))
+    );
+    // Relevance per system equals a brute-force scan over all errata packages.
+    for s in a.systems.values() {
+        let brute: std::collections::BTreeSet<u32> = a
+            .catalog
+            .errata
+            .iter()
+            .filter(|e| {
+                e.packages
+                    .iter()
+                    .filter_map(|p| a.catalog.package(*p))
+                    .any(|p| {
+                        s.channels.contains(&p.channel)
+                            && s.installed
+                                .get(&p.name)
+                                .is_some_and(|i| p.evr.cmp_with(&i.evr, s.os.kind()).is_gt())
+                    })
+            })
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(s.relevant, brute, "system {}", s.name);
+    }
+}
+
+mod dispatch {
+    use super::*;
+    use crate::services::uyuni::xmlrpc::Value;
+    use crate::sim::handlers::dispatch;
+
+    fn login(w: &mut World, now: NaiveDateTime, extra: Option<i64>) -> String {
+        let mut p = vec![Value::from("admin"), Value::from("admin")];
+        p.extend(extra.map(Value::Int));
+        match dispatch(w, now, "auth.login", &p) {
+            Ok(Value::String(k)) => k,
+            other => panic!("login: {other:?}"),
+        }
+    }
+
+    fn fault(r: Result<Value, crate::services::uyuni::xmlrpc::Fault>) -> (i64, String) {
+        let f = r.expect_err("a fault");
+        (f.code, f.string)
+    }
+
+    #[test]
+    fn sessions_slide_and_expire() {
+        let mut w = world(Timings::instant());
+        let now = t0();
+        let key = login(&mut w, now, Some(60));
+        let call =
+            |w: &mut World, t| dispatch(w, t, "system.listSystems", &[Value::from(key.as_str())]);
+        assert!(call(&mut w, now + Duration::seconds(50)).is_ok());
+        // Each call pushes expiry forward by the server lifetime.
+        assert!(call(&mut w, now + Duration::seconds(100)).is_ok());
+        let (code, msg) = fault(call(&mut w, now + Duration::seconds(100 + 3601)));
+        assert_eq!(code, -1);
+        assert!(
+            msg.starts_with(
+                "com.redhat.rhn.common.hibernate.LookupException: Could not find session with id: "
+            ),
+            "{msg}"
+        );
+        let key2 = login(&mut w, now, None);
+        let forged2 = format!("{}x{}", key2.split('x').next().unwrap(), "0".repeat(64));
+        let (code, msg) = fault(dispatch(
+            &mut w,
+            now,
+            "system.listSystems",
+            &[Value::from(forged2.as_str())],
+        ));
+        assert_eq!(code, -1);
+        assert!(
+            msg.starts_with("com.redhat.rhn.domain.session.InvalidSessionIdException"),
+            "{msg}"
+        );
+        let (code, _) = fault(dispatch(
+            &mut w,
+            now,
+            "auth.login",
+            &[
+                Value::from("admin"),
+                Value::from("admin"),
+                Value::Int(99_999),
+            ],
+        ));
+        assert_eq!(code, -1, "duration above the server maximum");
+    }
+
+    #[test]
+    fn scheduling_faults_match_uyuni() {
+        let mut w = world(Timings::default());
+        let now = t0();
+        let k = Value::from(login(&mut w, now, None).as_str());
+        let ints = |v: &[i64]| Value::Array(v.iter().map(|i| Value::Int(*i)).collect());
+        let u1 = i64::from(U1);
+        // Not relevant (u2 already has it): 2600; empty lists: 1213.
+        let r = dispatch(
+            &mut w,
+            now,
+            "system.scheduleApplyErrata",
+            &[k.clone(), ints(&[u1, i64::from(U2)]), ints(&[1])],
+        );
+        assert_eq!(
+            fault(r),
+            (2600, "redstone.xmlrpc.XmlRpcFault: Invalid errata".into())
+        );
+        let r = dispatch(
+            &mut w,
+            now,
+            "system.scheduleApplyErrata",
+            &[k.clone(), ints(&[]), ints(&[1])],
+        );
+        assert_eq!(fault(r).0, 1213);
+        let r = dispatch(
+            &mut w,
+            now,
+            "system.scheduleApplyErrata",
+            &[k.clone(), Value::Int(u1), ints(&[])],
+        );
+        assert_eq!(
+            fault(r),
+            (
+                1213,
+                "redstone.xmlrpc.XmlRpcFault: No errata to apply.".into()
+            )
+        );
+        // onlyRelevant=false (overload 5) schedules only where it applies.
+        let r = dispatch(
+            &mut w,
+            now,
+            "system.scheduleApplyErrata",
+            &[
+                k.clone(),
+                ints(&[u1, i64::from(U2)]),
+                ints(&[1]),
+                Value::DateTime(now),
+                Value::Bool(false),
+                Value::Bool(false),
+            ],
+        )
+        .unwrap();
+        assert_eq!(r.as_array().map(<[Value]>::len), Some(1));
+        // Pending now: scheduling again is 2600.
+        let r = dispatch(
+            &mut w,
+            now,
+            "system.scheduleApplyErrata",
+            &[k.clone(), Value::Int(u1), ints(&[1]), Value::DateTime(now)],
+        );
+        assert_eq!(fault(r).0, 2600);
+        // Two systems needing different sets get one action each.
+        let r = dispatch(
+            &mut w,
+            now,
+            "system.scheduleApplyErrata",
+            &[k.clone(), ints(&[u1]), ints(&[2, 3])],
+        )
+        .unwrap();
+        assert_eq!(
+            r.as_array().map(<[Value]>::len),
+            Some(1),
+            "one action for one system's set"
+        );
+        // Unknown sid on reboot: the raw lookup text, not -208.
+        let r = dispatch(
+            &mut w,
+            now,
+            "system.scheduleReboot",
+            &[k.clone(), Value::Int(7), Value::DateTime(now)],
+        );
+        let (code, msg) = fault(r);
+        assert_eq!(code, -1);
+        assert!(msg.contains("Could not find server 7 for user"), "{msg}");
+        let r = dispatch(
+            &mut w,
+            now,
+            "system.getScriptResults",
+            &[k.clone(), Value::Int(999)],
+        );
+        assert_eq!(fault(r).0, 2700);
+        let r = dispatch(
+            &mut w,
+            now,
+            "system.getScriptResults",
+            &[k.clone(), Value::Int(1)],
+        );
+        assert_eq!(fault(r).0, 2701, "action 1 is a patch update");
+        let r = dispatch(
+            &mut w,
+            now,
+            "schedule.cancelActions",
+            &[k.clone(), ints(&[999])],
+        );
+        assert_eq!(fault(r), (-1, "redstone.xmlrpc.XmlRpcFault: unhandled internal exception: Could not find action with id: 999".into()));
+        let r = dispatch(
+            &mut w,
+            now,
+            "schedule.listCompletedSystems",
+            &[k.clone(), Value::Int(999)],
+        );
+        assert_eq!(fault(r).0, -1);
+        // Package install: the single-sid overload returns a scalar; unknown ids 2300.
+        let r = dispatch(
+            &mut w,
+            now,
+            "system.schedulePackageInstall",
+            &[k.clone(), Value::Int(u1), ints(&[1]), Value::DateTime(now)],
+        )
+        .unwrap();
+        assert!(matches!(r, Value::Int(_)), "{r:?}");
+        let r = dispatch(
+            &mut w,
+            now,
+            "system.schedulePackageInstall",
+            &[k.clone(), ints(&[u1]), ints(&[1]), Value::DateTime(now)],
+        )
+        .unwrap();
+        assert!(matches!(r, Value::Array(_)), "{r:?}");
+        let r = dispatch(
+            &mut w,
+            now,
+            "system.schedulePackageInstall",
+            &[
+                k.clone(),
+                Value::Int(u1),
+                ints(&[99_999]),
+                Value::DateTime(now),
+            ],
+        );
+        assert_eq!(fault(r).0, 2300);
+        // Taskomatic down: 2802 on scheduling calls.
+        w.taskomatic_down = true;
+        let r = dispatch(
+            &mut w,
+            now,
+            "system.scheduleReboot",
+            &[k.clone(), Value::Int(u1), Value::DateTime(now)],
+        );
+        assert_eq!(fault(r).0, 2802);
+        // A wrong element type inside an int array is Java's ClassCastException.
+        let r = dispatch(
+            &mut w,
+            now,
+            "system.getRelevantErrata",
+            &[k.clone(), Value::Array(vec![Value::from("x")])],
+        );
+        assert_eq!(fault(r).0, -1);
+        let r = dispatch(&mut w, now, "system.nosuchMethod", &[k]);
+        assert!(fault(r).1.contains("Could not find method: nosuchMethod in class: com.redhat.rhn.frontend.xmlrpc.system.SystemHandler"));
+    }
+}

@@ -40,6 +40,8 @@ pub struct Session {
     pub user: usize,
     /// Expiry (sliding).
     pub expires: NaiveDateTime,
+    /// The full key, kept so checking a call needs no hashing.
+    pub key: String,
 }
 
 /// A content lifecycle environment.

@@ -66,7 +66,17 @@ out["completed_before"] = c.schedule.listCompletedSystems(key, aids[0])
 sid_script = c.system.scheduleScriptRun(key, s1, "root", "root", 60,
                                         "#!/bin/bash\necho 'a;b' ; cat /proc/sys/kernel/random/boot_id", now)
 out["script_results_before"] = c.system.getScriptResults(key, sid_script)
+projects = c.contentmanagement.listProjects(key)
+out["projects"] = [p["label"] for p in projects]
+label = projects[0]["label"]
+out["build"] = c.contentmanagement.buildProject(key, label, "monthly build")
+envs = c.contentmanagement.listProjectEnvironments(key, label)
+out["env_building"] = [[e["label"], e["version"], e["status"]] for e in envs]
+out["promote_missing_env"] = fault(lambda: c.contentmanagement.promoteProject(key, label, "nosuch"))
+out["build_missing_project"] = fault(lambda: c.contentmanagement.buildProject(key, "nosuch"))
 advance(600)
+envs = c.contentmanagement.listProjectEnvironments(key, label)
+out["env_built"] = [[e["label"], e["version"], e["status"]] for e in envs]
 done = c.schedule.listCompletedSystems(key, aids[0])
 out["completed_after"] = sorted(x["server_id"] for x in done)
 out["completed_message"] = done[0].get("message")

@@ -26,14 +26,14 @@ pub(super) fn call(ctx: &mut Ctx<'_>, name: &str, a: &[Value]) -> Option<Reply> 
         } else {
             None
         };
-        if let Some(f) = &filter {
-            if let Some(bad) = f.iter().find(|l| {
+        if let Some(f) = &filter
+            && let Some(bad) = f.iter().find(|l| {
                 !STATUSES.contains(&l.as_str()) && l.as_str() != "AFFECTED_PATCH_APPLICABLE"
-            }) {
-                return Err(unhandled(format!(
-                    "No enum constant com.redhat.rhn.manager.audit.PatchStatus.{bad}"
-                )));
-            }
+            })
+        {
+            return Err(unhandled(format!(
+                "No enum constant com.redhat.rhn.manager.audit.PatchStatus.{bad}"
+            )));
         }
         let cat = &ctx.world.catalog;
         let fixing: Vec<_> = cat

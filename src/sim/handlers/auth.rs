@@ -37,14 +37,16 @@ pub(super) fn call(world: &mut World, now: NaiveDateTime, name: &str, args: &[Va
             };
             let id = world.next_session;
             world.next_session += 1;
+            let key = world.session_key(id);
             world.sessions.insert(
                 id,
                 Session {
                     user,
                     expires: now + chrono::Duration::seconds(duration.max(1)),
+                    key: key.clone(),
                 },
             );
-            Ok(Value::String(world.session_key(id)))
+            Ok(Value::String(key))
         }
         "logout" if sig(args, &[T::S]) => {
             let key = string(args, 0);

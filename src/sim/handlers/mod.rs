@@ -211,14 +211,13 @@ fn resolve_session(world: &mut World, key: &str, now: NaiveDateTime) -> Result<u
     let (id, _) = key.split_once('x').unwrap_or_default();
     let id: u64 = id.parse().unwrap_or_default();
     let lifetime = chrono::Duration::seconds(world.session_lifetime_s);
-    let expected = world.session_key(id);
     let Some(sess) = world.sessions.get_mut(&id) else {
         return Err(raw(
             "com.redhat.rhn.common.hibernate.LookupException",
             format!("Could not find session with id: {id}"),
         ));
     };
-    if expected != key {
+    if sess.key != key {
         return Err(raw(
             "com.redhat.rhn.domain.session.InvalidSessionIdException",
             format!("Session id: {key} is not valid."),
