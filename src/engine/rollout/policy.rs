@@ -772,7 +772,13 @@ pub fn policy_from_table(t: &Table) -> Result<Policy, Vec<KeyProblem>> {
             });
             continue;
         }
-        let tables = ["targets", "maintenance_window", "errata", "waves", "error_budget"];
+        let tables = [
+            "targets",
+            "maintenance_window",
+            "errata",
+            "waves",
+            "error_budget",
+        ];
         if tables.contains(&k.as_str()) && !v.is_object() {
             problems.push(KeyProblem {
                 key: k.clone(),
