@@ -747,3 +747,114 @@ async fn failed_hosts_roll_back_automatically_and_chosen_hosts_on_request() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_runs_due_policies_once_and_reports_missed_windows() {
+    use spm::engine::rollout::scheduler;
+    let t = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("spm.db")).unwrap();
+    let s2 = store.clone();
+    tokio::task::spawn_blocking(move || seed(&s2, "USN-7101-1", "high", true))
+        .await
+        .unwrap();
+    let body = WEB_POLICY.replace(
+        "  max_parallel = 10,",
+        "  max_parallel = 10,\n  schedule = { cron = \"0 2 * * *\", timezone = \"UTC\" },",
+    );
+    let path = write_policy(dir.path(), "web.lua", &body);
+    let loaded = policy::load_policy(&path).await.unwrap();
+    let (_sim, client) = sim_client(Timings::instant()).await;
+    let client = Arc::new(client);
+    let grace = scheduler::DEFAULT_GRACE;
+    let policies = vec![loaded];
+    // Nothing due between 01:00 and 01:59.
+    let (ev, tasks) = scheduler::tick(
+        client.clone(),
+        &store,
+        &policies,
+        t("2026-11-22T01:00:00Z"),
+        t("2026-11-22T01:59:00Z"),
+        grace,
+    )
+    .await;
+    assert!(ev.is_empty() && tasks.is_empty());
+    // Due at 02:00: one run starts, and completes.
+    let (ev, tasks) = scheduler::tick(
+        client.clone(),
+        &store,
+        &policies,
+        t("2026-11-22T01:59:00Z"),
+        t("2026-11-22T02:00:30Z"),
+        grace,
+    )
+    .await;
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].what, "started");
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let list = store.read(|c| runs::list_runs(c, 10)).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].trigger, "cron");
+    assert_eq!(list[0].status, RunStatus::Completed);
+    // The process was down over the next 02:00: reported as missed, not run late.
+    let (ev, tasks) = scheduler::tick(
+        client.clone(),
+        &store,
+        &policies,
+        t("2026-11-23T01:00:00Z"),
+        t("2026-11-23T05:00:00Z"),
+        grace,
+    )
+    .await;
+    assert_eq!(ev[0].what, "missed");
+    assert!(tasks.is_empty());
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM notifications WHERE event = 'run_missed'"
+        ),
+        1
+    );
+    assert_eq!(count(&store, "SELECT count(*) FROM patch_runs"), 1);
+    // A run of the policy still active: the next occurrence is reported busy.
+    store
+        .write(|tx| {
+            runs::insert_run(
+                tx,
+                &runs::NewRun {
+                    policy_id: "web-zero-budget".into(),
+                    policy_hash: "x".into(),
+                    trigger: "manual".into(),
+                    started_by: "cli:someone".into(),
+                    owner: "other".into(),
+                    lease: std::time::Duration::from_secs(600),
+                },
+            )
+        })
+        .await
+        .unwrap();
+    let (ev, tasks) = scheduler::tick(
+        client.clone(),
+        &store,
+        &policies,
+        t("2026-11-24T01:59:00Z"),
+        t("2026-11-24T02:00:10Z"),
+        grace,
+    )
+    .await;
+    assert_eq!(ev[0].what, "busy", "{ev:?}");
+    assert!(tasks.is_empty());
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM notifications WHERE event = 'run_missed'"
+        ),
+        2
+    );
+}

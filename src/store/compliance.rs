@@ -14,14 +14,14 @@ fn ensure_system(conn: &Connection, sid: i64, name: Option<&str>, os: &str) -> S
     } else {
         "unknown"
     };
-    conn.execute(
+    conn.prepare_cached(
         "INSERT OR IGNORE INTO systems (id, name, os, role) VALUES (?1, ?2, ?3, 'production')",
-        params![
-            sid,
-            name.map_or_else(|| format!("system-{sid}"), str::to_string),
-            os
-        ],
-    )?;
+    )?
+    .execute(params![
+        sid,
+        name.map_or_else(|| format!("system-{sid}"), str::to_string),
+        os
+    ])?;
     Ok(())
 }
 
@@ -41,11 +41,10 @@ pub fn record_patched(
     ensure_system(conn, sid, None, os)?;
     let now = now_ts();
     let row: Option<(String, String, Option<String>)> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT pending_errata, status, last_scanned FROM compliance WHERE system_id = ?1",
-            [sid],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        )?
+        .query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let (pending, status) = match row {
         Some((p, st, scanned)) => {
@@ -64,13 +63,13 @@ pub fn record_patched(
         }
         None => (Vec::new(), "unknown".to_string()),
     };
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO compliance (system_id, policy_id, os, pending_errata, status, last_patched, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) \
          ON CONFLICT(system_id) DO UPDATE SET policy_id = ?2, os = ?3, pending_errata = ?4, \
          status = ?5, last_patched = ?6, updated_at = ?6",
-        params![sid, policy_id, os, serde_json::Value::from(pending).to_string(), status, now],
-    )?;
+    )?
+    .execute(params![sid, policy_id, os, serde_json::Value::from(pending).to_string(), status, now])?;
     Ok(())
 }
 

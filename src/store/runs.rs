@@ -378,7 +378,7 @@ pub fn transition_hosts(
     let now = now_ts();
     let started = matches!(to, RunHostStatus::Running | RunHostStatus::Snapshotting);
     let done = to.is_terminal() || matches!(to, RunHostStatus::Ok | RunHostStatus::Failed);
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "UPDATE patch_run_hosts SET status = ?4, \
          started_at = CASE WHEN ?5 THEN COALESCE(started_at, ?7) ELSE started_at END, \
          completed_at = CASE WHEN ?6 THEN ?7 ELSE completed_at END, \
