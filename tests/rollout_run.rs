@@ -535,8 +535,11 @@ fn a_run_left_active_is_recovered_as_interrupted_and_frees_the_policy() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("spm.db");
     let store = Store::open(&db).unwrap();
+    let q = seed(&store, "USN-7101-1", "high", true);
     let run_id = store
-        .write_blocking(|tx| {
+        .write_blocking(move |tx| {
+            // The dead run had promoted the approved item.
+            queue::transition(tx, q, QueueStatus::Approved, QueueStatus::Promoting, &TransitionExtra::default())?;
             let run = runs::insert_run(
                 tx,
                 &runs::NewRun {
@@ -559,6 +562,14 @@ fn a_run_left_active_is_recovered_as_interrupted_and_frees_the_policy() {
                     status: RunHostStatus::Pending,
                     error: None,
                 }],
+            )?;
+            runs::update_run(
+                tx,
+                run.id,
+                &runs::RunUpdate {
+                    plan: Some(serde_json::json!({ "errata": [{ "advisory": "USN-7101-1", "queue_id": q }] })),
+                    ..Default::default()
+                },
             )?;
             runs::transition_hosts(
                 tx,
@@ -585,7 +596,6 @@ fn a_run_left_active_is_recovered_as_interrupted_and_frees_the_policy() {
             Ok(run.id)
         })
         .unwrap();
-    seed(&store, "USN-7101-1", "high", true);
     let policy = write_policy(dir.path(), "web.lua", WEB_POLICY);
     let fleet = fleet();
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -611,6 +621,9 @@ fn a_run_left_active_is_recovered_as_interrupted_and_frees_the_policy() {
     assert_eq!(run.status, RunStatus::Interrupted);
     let hosts = store.read_blocking(|c| runs::run_hosts(c, run_id)).unwrap();
     assert_eq!(hosts[0].status, RunHostStatus::Interrupted);
+    // The item went back to approved at recovery, so the new run could use it, and it
+    // completed there.
+    assert_eq!(queue_status(&store, q), QueueStatus::Completed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -857,4 +870,80 @@ async fn scheduler_runs_due_policies_once_and_reports_missed_windows() {
         ),
         2
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_gate_waves_and_verify_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("spm.db")).unwrap();
+    let s2 = store.clone();
+    tokio::task::spawn_blocking(move || seed(&s2, "USN-7101-1", "high", true))
+        .await
+        .unwrap();
+    let body = r#"return {
+  id = "hooked",
+  name = "Hooked",
+  os = "ubuntu2404",
+  targets = { groups = { "prod-ubuntu-web" } },
+  waves = { canary = 2, sizes = { 2 } },
+  error_budget = { per_run = { hosts = 6 }, per_wave = { hosts = 6 } },
+  hooks = {
+    verify_host = function(ctx)
+      if ctx.host.name == "prod-web-02" then
+        return { ok = false, reason = "smoke test failed on " .. ctx.host.name }
+      end
+      return #ctx.still_relevant == 0
+    end,
+    before_wave = function(ctx)
+      -- Stop before the third wave.
+      return ctx.wave < 3
+    end,
+  },
+}
+"#;
+    let path = write_policy(dir.path(), "hooked.lua", body);
+    let loaded = policy::load_policy(&path).await.unwrap();
+    let (_sim, client) = sim_client(Timings::instant()).await;
+    let plan = execute::build_plan(&client, &store, &loaded).await.unwrap();
+    let err = execute::execute(
+        &client,
+        &store,
+        &loaded,
+        plan,
+        &execute::RunOptions::manual("token:ops"),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("before_wave hook stopped wave 3"),
+        "{err}"
+    );
+    let run = store
+        .read(|c| runs::list_runs(c, 1))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(run.error.as_deref().unwrap_or("").contains("before_wave"));
+    let id = run.id;
+    let hosts = store.read(move |c| runs::run_hosts(c, id)).await.unwrap();
+    let st = |n: &str| hosts.iter().find(|h| h.system_name == n).unwrap().clone();
+    assert_eq!(st("prod-web-01").status, RunHostStatus::Ok);
+    assert_eq!(st("prod-web-02").status, RunHostStatus::Failed);
+    assert_eq!(
+        st("prod-web-02").error.as_deref(),
+        Some("verify_host: smoke test failed on prod-web-02")
+    );
+    assert_eq!(st("prod-web-03").status, RunHostStatus::Ok);
+    assert_eq!(st("prod-web-05").status, RunHostStatus::Cancelled);
+    // The erratum was applied on some hosts: its queue item left `promoting`.
+    let q = store
+        .read(|c| {
+            Ok(c.query_row("SELECT status FROM queue_items", [], |r| {
+                r.get::<_, String>(0)
+            })?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(q, "prod_applied");
 }

@@ -593,9 +593,59 @@ pub fn recover_interrupted(conn: &Connection) -> StoreResult<Vec<i64>> {
              ('pending','snapshotting','running','verifying','rolling_back')",
             params![id, now],
         )?;
+        release_promoted(conn, id)?;
         ids.push(id);
     }
     Ok(ids)
+}
+
+/// Queue items of an interrupted run's plan left in `promoting` go to `prod_applied` when
+/// one of the run's hosts got the erratum, else back to `approved` (a visible, safe state).
+fn release_promoted(conn: &Connection, run_id: i64) -> StoreResult<()> {
+    let plan: String =
+        conn.query_row("SELECT plan FROM patch_runs WHERE id = ?1", [run_id], |r| {
+            r.get(0)
+        })?;
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap_or_default();
+    let items: Vec<(String, i64)> = plan["errata"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| {
+                    Some((e["advisory"].as_str()?.to_string(), e["queue_id"].as_i64()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for (adv, q) in items {
+        let status: Option<String> = conn
+            .query_row("SELECT status FROM queue_items WHERE id = ?1", [q], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if status.as_deref() != Some("promoting") {
+            continue;
+        }
+        let applied: i64 = conn.query_row(
+            "SELECT count(*) FROM patch_run_hosts h, json_each(h.errata) j \
+             WHERE h.run_id = ?1 AND h.status = 'ok' AND j.value = ?2",
+            params![run_id, adv],
+            |r| r.get(0),
+        )?;
+        let to = if applied > 0 {
+            QueueStatus::ProdApplied
+        } else {
+            QueueStatus::Approved
+        };
+        super::queue::transition(
+            conn,
+            q,
+            QueueStatus::Promoting,
+            to,
+            &super::queue::TransitionExtra::default(),
+        )?;
+    }
+    Ok(())
 }
 
 /// What a run needs to know about one advisory for one OS.

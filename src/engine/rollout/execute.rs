@@ -251,6 +251,8 @@ struct Exec<'a> {
     batch_failed: Vec<i64>,
     /// Package names per advisory (for the pre-patch capture).
     pkg_names: BTreeMap<String, Vec<String>>,
+    /// Queue items this run moved to `promoting` (advisory, queue id).
+    promoted: Vec<(String, i64)>,
 }
 
 impl Exec<'_> {
@@ -902,6 +904,7 @@ pub async fn execute(
         wave: 0,
         batch_failed: Vec::new(),
         pkg_names: BTreeMap::new(),
+        promoted: Vec::new(),
     };
     // Keep the lease while the run is alive.
     let hb = {
@@ -926,6 +929,12 @@ pub async fn execute(
     match result {
         Ok(s) => Ok(s),
         Err(e) => {
+            // Queue items this run promoted leave `promoting` (prod_applied where a host
+            // was patched, else back to approved).
+            if let Err(re) = report_queue(store, ex.run_id, std::mem::take(&mut ex.promoted)).await
+            {
+                tracing::warn!(run = ex.run_id, error = %re, "reconciling queue items after a failed run");
+            }
             // Leave the run in a visible terminal state with the error.
             let (id, from, msg) = (ex.run_id, ex.status, e.to_string());
             let to = if from == R::Cancelling {
@@ -963,7 +972,6 @@ async fn drive(ex: &mut Exec<'_>, plan: &Plan) -> Result<RunSummary, RunError> {
     let p = &ex.policy.policy;
     let store = ex.store;
     let run_id = ex.run_id;
-    let mut promoted: Vec<(String, i64)> = Vec::new();
     let mut apply_actions_per_wave = Vec::new();
     let mut stop_reason: Option<String> = None;
     let mut tripped = false;
@@ -1002,7 +1010,7 @@ async fn drive(ex: &mut Exec<'_>, plan: &Plan) -> Result<RunSummary, RunError> {
             .filter_map(|a| a.queue_id.map(|q| (a.advisory.clone(), q)))
             .collect();
         let tp = to_promote.clone();
-        promoted = store
+        ex.promoted = store
             .write(move |tx| {
                 let mut done = Vec::new();
                 for (adv, q) in tp {
@@ -1114,54 +1122,7 @@ async fn drive(ex: &mut Exec<'_>, plan: &Plan) -> Result<RunSummary, RunError> {
         .write(move |tx| runs::close_pending(tx, run_id, left_status, &left_reason))
         .await?;
     // REPORT: queue items, counters.
-    let hosts = store.read(move |c| runs::run_hosts(c, run_id)).await?;
-    let mut per_adv: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new(); // ok, failed, planned
-    for h in hosts.iter().filter(|h| h.wave > 0) {
-        for a in &h.errata {
-            let e = per_adv.entry(a.clone()).or_default();
-            e.2 += 1;
-            match h.status {
-                H::Ok => e.0 += 1,
-                H::Failed | H::RolledBack | H::RollbackFailed => e.1 += 1,
-                _ => {}
-            }
-        }
-    }
-    let promoted2 = promoted.clone();
-    store
-        .write(move |tx| {
-            for (adv, q) in &promoted2 {
-                let (ok, failed, planned) = per_adv.get(adv).copied().unwrap_or_default();
-                if ok == 0 {
-                    queue::transition(
-                        tx,
-                        *q,
-                        QueueStatus::Promoting,
-                        QueueStatus::Approved,
-                        &TransitionExtra::default(),
-                    )?;
-                } else {
-                    queue::transition(
-                        tx,
-                        *q,
-                        QueueStatus::Promoting,
-                        QueueStatus::ProdApplied,
-                        &TransitionExtra::default(),
-                    )?;
-                    if failed == 0 && ok == planned {
-                        queue::transition(
-                            tx,
-                            *q,
-                            QueueStatus::ProdApplied,
-                            QueueStatus::Completed,
-                            &TransitionExtra::default(),
-                        )?;
-                    }
-                }
-            }
-            Ok(())
-        })
-        .await?;
+    let hosts = report_queue(store, run_id, std::mem::take(&mut ex.promoted)).await?;
     let count = |s: H| hosts.iter().filter(|h| h.status == s).count();
     let (skipped, cancelled) = (count(H::Skipped), count(H::Cancelled));
     let final_status = if ex.cancel {
@@ -1283,4 +1244,57 @@ async fn drive(ex: &mut Exec<'_>, plan: &Plan) -> Result<RunSummary, RunError> {
         reason: stop_reason,
         apply_actions_per_wave,
     })
+}
+
+/// Move the queue items a run promoted out of `promoting`: `prod_applied` when the erratum
+/// was applied on at least one host, then `completed` when every planned host is ok; back
+/// to `approved` when no host got it. An item another writer moved meanwhile is left alone.
+/// Returns the run's host rows.
+async fn report_queue(
+    store: &Store,
+    run_id: i64,
+    promoted: Vec<(String, i64)>,
+) -> Result<Vec<runs::RunHostRecord>, RunError> {
+    let hosts = store.read(move |c| runs::run_hosts(c, run_id)).await?;
+    let mut per_adv: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new(); // ok, failed, planned
+    for h in hosts.iter().filter(|h| h.wave > 0) {
+        for a in &h.errata {
+            let e = per_adv.entry(a.clone()).or_default();
+            e.2 += 1;
+            match h.status {
+                H::Ok => e.0 += 1,
+                H::Failed | H::RolledBack | H::RollbackFailed => e.1 += 1,
+                _ => {}
+            }
+        }
+    }
+    store
+        .write(move |tx| {
+            for (adv, q) in &promoted {
+                let (ok, failed, planned) = per_adv.get(adv).copied().unwrap_or_default();
+                let steps: &[(QueueStatus, QueueStatus)] = if ok == 0 {
+                    &[(QueueStatus::Promoting, QueueStatus::Approved)]
+                } else if failed == 0 && ok == planned {
+                    &[
+                        (QueueStatus::Promoting, QueueStatus::ProdApplied),
+                        (QueueStatus::ProdApplied, QueueStatus::Completed),
+                    ]
+                } else {
+                    &[(QueueStatus::Promoting, QueueStatus::ProdApplied)]
+                };
+                for (from, to) in steps {
+                    match queue::transition(tx, *q, *from, *to, &TransitionExtra::default()) {
+                        Ok(_) => {}
+                        Err(e) if lost(&e) => {
+                            tracing::warn!(queue_id = q, error = %e, "queue item moved by another writer; left as is");
+                            break;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(hosts)
 }
