@@ -947,3 +947,58 @@ async fn hooks_gate_waves_and_verify_hosts() {
         .unwrap();
     assert_eq!(q, "prod_applied");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_patch_snapshots_are_taken_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("spm.db")).unwrap();
+    let s2 = store.clone();
+    tokio::task::spawn_blocking(move || seed(&s2, "USN-7101-1", "high", true))
+        .await
+        .unwrap();
+    let body = WEB_POLICY.replace(
+        "  max_parallel = 10,",
+        "  max_parallel = 10,\n  pre_patch_snapshot = true,",
+    );
+    let path = write_policy(dir.path(), "web.lua", &body);
+    let loaded = policy::load_policy(&path).await.unwrap();
+    let (sim, client) = sim_client(Timings::instant()).await;
+    let plan = execute::build_plan(&client, &store, &loaded).await.unwrap();
+    let summary = execute::execute(
+        &client,
+        &store,
+        &loaded,
+        plan,
+        &execute::RunOptions::manual("token:ops"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let id = summary.run_id;
+    let hosts = store.read(move |c| runs::run_hosts(c, id)).await.unwrap();
+    assert_eq!(hosts.len(), 6);
+    for h in &hosts {
+        assert_eq!(h.status, RunHostStatus::Ok, "{h:?}");
+        let snap = h.snapshot_id.as_deref().unwrap_or("");
+        assert!(
+            !snap.is_empty() && snap.chars().all(|c| c.is_ascii_digit()),
+            "{h:?}"
+        );
+    }
+    // The snapshots exist on the simulated systems.
+    let sid = hosts[0].system_id;
+    let out = client
+        .run_script(
+            &[sid],
+            "snapper -c root list",
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let listing = out.systems[&sid].result.as_ref().unwrap().output.clone();
+    assert!(
+        listing.contains(&format!("spm patch run {id}")),
+        "{listing}"
+    );
+    sim.shutdown().await;
+}
