@@ -25,16 +25,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
         apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-for component in rustfmt clippy; do
-    if ! rustup component list --installed 2>/dev/null | grep -q "^${component}"; then
-        step "installing rustup component $component"
-        rustup component add "$component"
-    fi
-done
+if ! cargo fmt --version >/dev/null 2>&1; then
+    step "installing rustfmt"
+    rustup component add rustfmt
+fi
+if ! cargo clippy --version >/dev/null 2>&1; then
+    step "installing clippy"
+    rustup component add clippy
+fi
 
 if ! command -v stylua >/dev/null 2>&1; then
     step "installing stylua"
-    cargo install stylua --locked
+    # The npm package ships prebuilt binaries; building from crates.io is the fallback.
+    npm install -g @johnnymorganz/stylua-bin >/dev/null 2>&1 || cargo install stylua --locked
 fi
 
 step "cargo fmt --check"
@@ -64,6 +67,13 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --no-fail-fast 2>&1 | tee "$log"
 status="${PIPESTATUS[0]}"
+
+# The lab stage: real throwaway Debian systems (root, loop devices, btrfs, network
+# namespaces). It prints "lab stage skipped: <reason>" where the machine cannot run it.
+step "lab stage (real Debian test systems)"
+scripts/ops/lab-stage.sh 2>&1 | tee -a "$log"
+lab_status="${PIPESTATUS[0]}"
+[ "$lab_status" -eq 0 ] || status="$lab_status"
 set -e
 
 step "summary"

@@ -567,6 +567,29 @@ pub struct TestConfig {
     pub validation: ValidationConfig,
     /// Services that must be running after a patch, per OS.
     pub critical_services: BTreeMap<String, Vec<String>>,
+    /// Rollback strategies (`scripts/rollback/<name>.lua`) tried in order; the first whose
+    /// `applies(ctx)` is true runs.
+    pub rollback_order: Vec<String>,
+    /// Validation checks (`scripts/checks/<name>.lua`) run by pre_check and validate.
+    pub checks: Vec<String>,
+    /// PromQL label selector of one system, a minijinja template over `system`.
+    pub prom_selector: String,
+    /// Free disk space required on `/` before patching, MiB.
+    pub min_disk_mb: u64,
+    /// How long applying the advisory may take.
+    pub apply_timeout_secs: u64,
+    /// How long a reboot may take until the system answers with a new boot id.
+    pub reboot_timeout_secs: u64,
+    /// Default timeout of one remote script.
+    pub script_timeout_secs: u64,
+    /// How long a system may take to pick up an action before it counts as unreachable.
+    pub pickup_timeout_secs: u64,
+    /// Service checks after the patch: attempts, and the delay between them.
+    pub service_retries: u32,
+    /// Delay between service-check attempts, seconds.
+    pub service_retry_delay_secs: u64,
+    /// Dispatcher poll interval when the queue is empty, milliseconds.
+    pub poll_interval_ms: u64,
 }
 
 impl Default for TestConfig {
@@ -585,6 +608,17 @@ impl Default for TestConfig {
                 ("debian".to_string(), s(&["ssh", "cron", "rsyslog"])),
                 ("rhel".to_string(), s(&["sshd", "crond", "rsyslog"])),
             ]),
+            rollback_order: s(&["snapshot", "package"]),
+            checks: s(&["cpu", "memory"]),
+            prom_selector: "system_id=\"{{ system.id }}\"".into(),
+            min_disk_mb: 500,
+            apply_timeout_secs: 1800,
+            reboot_timeout_secs: 600,
+            script_timeout_secs: 120,
+            pickup_timeout_secs: 300,
+            service_retries: 3,
+            service_retry_delay_secs: 10,
+            poll_interval_ms: 2000,
         }
     }
 }
@@ -744,6 +778,33 @@ pub struct NotifyConfig {
     pub webhook_min_severity: NotifySeverity,
     /// Delivery retries.
     pub retry: NotifyRetryConfig,
+    /// Send the daily digest at `digest_time`.
+    pub digest_enabled: bool,
+    /// Routing per event type (`[notify.routes.test_failed]`); `default` for the rest.
+    pub routes: BTreeMap<String, NotifyRouteConfig>,
+}
+
+/// `[notify.routes.<event>]`: where one event type goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyRouteConfig {
+    /// Deliver this event at all (the dashboard row is always written).
+    pub enabled: bool,
+    /// Channels: `email`, `webhook`.
+    pub channels: Vec<String>,
+    /// Lowest severity delivered; replaces `email_min_severity` / `webhook_min_severity`
+    /// for this event when set.
+    pub min_severity: Option<NotifySeverity>,
+}
+
+impl Default for NotifyRouteConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            channels: vec!["email".into(), "webhook".into()],
+            min_severity: None,
+        }
+    }
 }
 
 impl Default for NotifyConfig {
@@ -757,6 +818,8 @@ impl Default for NotifyConfig {
             email_min_severity: NotifySeverity::Warning,
             webhook_min_severity: NotifySeverity::Info,
             retry: NotifyRetryConfig::default(),
+            digest_enabled: true,
+            routes: BTreeMap::new(),
         }
     }
 }
@@ -789,7 +852,11 @@ impl LoadOptions {
     pub fn from_process(file: Option<PathBuf>, overrides: Vec<(String, String)>) -> Self {
         Self {
             file,
-            env: std::env::vars().collect(),
+            // vars_os: `vars()` panics on a non-UTF-8 variable; such variables are skipped
+            // (a non-UTF-8 SPM_* value cannot be a valid setting anyway).
+            env: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
             overrides,
         }
     }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod host;
+pub mod lab;
 pub mod server;
 pub mod services;
 pub mod sim;

@@ -11,8 +11,8 @@ use rusqlite::Connection;
 fn spm(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_spm"));
     cmd.current_dir(dir).args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SPM_") {
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("SPM_") {
             cmd.env_remove(k);
         }
     }
@@ -95,9 +95,11 @@ fn migrate_status_json_and_noop() {
             .any(|t| t["table"] == "queue_items" && t["rows"] == 0)
     );
     let o = spm(dir.path(), &["db", "status"], &[]);
-    let n = spm::store::migrations::FILES.len();
     assert!(
-        stdout(&o).contains(&format!("schema version  {n} of {n}")),
+        stdout(&o).contains(&format!(
+            "schema version  {0} of {0}",
+            spm::store::migrations::FILES.len()
+        )),
         "{}",
         stdout(&o)
     );
@@ -125,8 +127,8 @@ fn upgrade_reports_the_applied_migration() {
     assert_eq!(v["pending"][0], "0002_views.sql");
     let o = spm(dir.path(), &["--database", "old.db", "db", "migrate"], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let n = spm::store::migrations::FILES.len();
-    assert!(stdout(&o).contains(&format!("1 -> {n}")), "{}", stdout(&o));
+    let latest = format!("1 -> {}", spm::store::migrations::FILES.len());
+    assert!(stdout(&o).contains(&latest), "{}", stdout(&o));
 }
 
 #[test]

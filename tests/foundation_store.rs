@@ -74,7 +74,7 @@ fn upgrade_a_file_made_by_the_first_migration_only() {
     }
     assert_eq!(user_version(&path), 1);
     let st = status::inspect(&path).unwrap();
-    let later: Vec<String> = FILES[1..].iter().map(|f| f.0.to_string()).collect();
+    let later: Vec<String> = FILES[1..].iter().map(|(n, _)| n.to_string()).collect();
     assert_eq!(st.pending, later);
     let store = Store::open(&path).unwrap();
     let (version, synopsis): (i64, String) = store
@@ -327,4 +327,26 @@ fn foreign_database_is_refused_and_untouched() {
         "{msg}"
     );
     assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn concurrent_first_opens_of_a_fresh_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fresh.db");
+    const N: usize = 6;
+    let barrier = Arc::new(Barrier::new(N));
+    let handles: Vec<_> = (0..N)
+        .map(|_| {
+            let barrier = barrier.clone();
+            let path = path.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                Store::open(&path).map(|_| ())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+    assert_eq!(user_version(&path), FILES.len() as i64);
 }

@@ -7,6 +7,7 @@
 //! `<module>::run(args, &cli.globals)`; it loads the configuration with
 //! [`Globals::load_config`] only if it needs it.
 
+pub mod ansible;
 pub mod approve;
 pub mod bench;
 pub mod check;
@@ -14,16 +15,23 @@ pub mod compliance;
 pub mod config;
 pub mod db;
 pub mod gen_config;
+pub mod lab;
+pub mod notify;
+pub mod queue;
 pub mod run;
+pub mod score;
+pub mod serve;
 pub mod sim;
 pub mod spec;
+pub mod sync;
+pub mod test;
+pub mod token;
 pub mod types;
-
-use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// What a command reports when it did not fail: success, or a well-formed "no".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +135,34 @@ pub enum Command {
     GenConfig(gen_config::GenConfigArgs),
     /// Show the effective configuration (secrets redacted).
     Config(config::ConfigArgs),
+    /// Check Lua scripts: headers, syntax, contracts, lints.
+    Check(check::Args),
+    /// Write LuaLS definitions (scripts/types/spm.meta.lua) and .luarc.json.
+    Types(types::Args),
+    /// Run script specs (tests/specs).
+    Spec(spec::Args),
+    /// Run Ansible playbooks with spm's executor.
+    Ansible(ansible::AnsibleArgs),
+    /// Run the service: HTTP API, metrics, health probes.
+    Serve(serve::ServeArgs),
+    /// Manage API tokens.
+    Token(token::TokenArgs),
+    /// Run a named benchmark and print one JSON object.
+    Bench(bench::BenchArgs),
+    /// Real throwaway Debian test systems (root only): up, down, status.
+    Lab(lab::LabArgs),
+    /// Serve a simulated UYUNI (XML-RPC, metrics) on loopback.
+    Sim(sim::SimArgs),
+    /// Notifications: test the channels, list and read.
+    Notify(notify::NotifyArgs),
+    /// Sync errata from UYUNI (then run the auto-queue rule).
+    Sync(sync::SyncArgs),
+    /// Explain the Success Score of an advisory.
+    Score(score::ScoreArgs),
+    /// The test queue: add, list, show, remove, priority.
+    Queue(queue::QueueArgs),
+    /// The test engine: next, run, status, show, abort.
+    Test(test::TestArgs),
     /// Approve queue items for production (several ids = one all-or-nothing batch).
     Approve(approve::ApproveArgs),
     /// Reject a queue item (reason required).
@@ -135,20 +171,10 @@ pub enum Command {
     Snooze(approve::SnoozeArgs),
     /// Pending approvals, decision history, snooze expiry.
     Approvals(approve::ApprovalsArgs),
-    /// Check Lua scripts: headers, syntax, contracts, lints.
-    Check(check::Args),
-    /// Write LuaLS definitions (scripts/types/spm.meta.lua) and .luarc.json.
-    Types(types::Args),
-    /// Run script specs (tests/specs).
-    Spec(spec::Args),
-    /// Run a benchmark and print its figures.
-    Bench(bench::BenchArgs),
+    /// Run a patch policy (or `status` / `cancel` / `rollback` a run).
+    Run(run::RunArgs),
     /// Compliance per system / policy / env / OS, scans and CVE advisories.
     Compliance(compliance::ComplianceArgs),
-    /// Run a patch policy (or `status` / `cancel` a run).
-    Run(run::RunArgs),
-    /// Serve a simulated UYUNI (XML-RPC, metrics) on loopback.
-    Sim(sim::SimArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -188,15 +214,26 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Db(args) => db::run(args, &cli.globals),
         Command::GenConfig(args) => gen_config::run(args, &cli.globals),
         Command::Config(args) => config::run(args, &cli.globals),
+        Command::Check(a) => check::run(a),
+        Command::Types(a) => types::run(a),
+        Command::Spec(a) => spec::run(a),
+        Command::Ansible(args) => {
+            ansible::run(args, crate::services::ansible::AnsibleConfig::default())
+        }
+        Command::Notify(args) => notify::run(args, &cli.globals),
+        Command::Serve(args) => serve::run(args, &cli.globals),
+        Command::Token(args) => token::run(args, &cli.globals),
+        Command::Sim(args) => sim::run(args),
+        Command::Sync(args) => sync::run(args, &cli.globals),
+        Command::Score(args) => score::run(args, &cli.globals),
+        Command::Queue(args) => queue::run(args, &cli.globals),
+        Command::Bench(args) => bench::run(args),
+        Command::Lab(args) => lab::run(args, &cli.globals),
+        Command::Test(args) => test::run(args, &cli.globals),
         Command::Approve(args) => approve::run_approve(args, &cli.globals),
         Command::Reject(args) => approve::run_reject(args, &cli.globals),
         Command::Snooze(args) => approve::run_snooze(args, &cli.globals),
         Command::Approvals(args) => approve::run_approvals(args, &cli.globals),
-        Command::Check(a) => check::run(a),
-        Command::Types(a) => types::run(a),
-        Command::Spec(a) => spec::run(a),
-        Command::Bench(a) => bench::run(a),
-        Command::Sim(args) => sim::run(args),
         Command::Run(args) => run::run(args, &cli.globals),
         Command::Compliance(args) => compliance::run(args, &cli.globals),
     }

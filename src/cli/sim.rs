@@ -65,6 +65,10 @@ pub struct SimArgs {
     /// Share of calls answered with malformed XML (0..1).
     #[arg(long, default_value_t = 0.0)]
     pub malformed_rate: f64,
+    /// Back the simulator with N real lab systems (root only; see `spm lab`): their
+    /// actions run for real and their packages come from real dpkg state.
+    #[arg(long, conflicts_with_all = ["fleet", "systems", "errata"], value_name = "N")]
+    pub lab: Option<u32>,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub exit_after_s: Option<u64>,
@@ -114,9 +118,28 @@ pub fn run(args: SimArgs) -> anyhow::Result<Outcome> {
             malformed_rate: args.malformed_rate,
         },
         seed: args.seed,
+        lab: None,
     };
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async move {
+        let mut opts = opts;
+        if let Some(n) = args.lab {
+            // Ctrl-C while the lab starts drops it half-built; its Drop tears it down.
+            let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .context("install SIGINT handler")?;
+            let lab = tokio::select! {
+                r = crate::lab::Lab::up(n, crate::lab::LabOptions::default()) => {
+                    r.context("starting the lab")?
+                }
+                _ = int.recv() => anyhow::bail!("interrupted; lab torn down"),
+            };
+            let fleet = crate::sim::lab::fleet(&lab)
+                .await
+                .context("mapping lab systems to simulated systems")?;
+            opts.fleet = FleetSource::Fleet(Box::new(fleet));
+            opts.lab = Some(std::sync::Arc::new(lab));
+        }
+        let lab = opts.lab.clone();
         let handle = SimServer::start(opts)
             .await
             .context("starting the simulator")?;
@@ -136,6 +159,14 @@ pub fn run(args: SimArgs) -> anyhow::Result<Outcome> {
             }
         }
         handle.shutdown().await;
+        if lab.is_some() {
+            let left = crate::lab::teardown();
+            anyhow::ensure!(
+                left.is_empty(),
+                "lab teardown left behind: {}",
+                left.join("; ")
+            );
+        }
         Ok(Outcome::Ok)
     })
 }

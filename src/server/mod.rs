@@ -1,1 +1,195 @@
-//! HTTP API, dashboard and /metrics.
+//! HTTP API, `/metrics` and (later) the dashboard.
+//!
+//! - [`routes::ROUTES`] is the one table of endpoints: [`router`] builds the axum router
+//!   from it (wrapping each route in the authentication its [`routes::Access`] declares)
+//!   and [`openapi`] documents it.
+//! - [`error`] gives every failure the `{"error": {"code", "message", "field"?}}` shape.
+//! - [`serve`] runs the server until a shutdown token is cancelled, then drains.
+//!
+//! Features plug in by adding fields to [`AppState`] (services as `Option<Arc<…>>`) and
+//! rows to the route table.
+
+pub mod app;
+pub mod auth;
+pub mod endpoints;
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod service;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+use crate::store::Store;
+use error::ApiError;
+
+/// Server settings (the lead wires these into the global configuration).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest accepted request body, bytes.
+    pub body_limit_bytes: usize,
+    /// Serve `/metrics` without a token (default false: a viewer token is needed).
+    pub metrics_public: bool,
+    /// Seconds between health probe rounds.
+    pub health_interval_secs: u64,
+    /// Port of node_exporter on test systems, for Prometheus service discovery.
+    pub node_exporter_port: u16,
+    /// Prometheus base URL to probe for health (none: not configured).
+    pub prometheus_url: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:5001".to_owned(),
+            body_limit_bytes: 1024 * 1024,
+            metrics_public: false,
+            health_interval_secs: 15,
+            node_exporter_port: 9100,
+            prometheus_url: None,
+        }
+    }
+}
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// Server settings.
+    pub config: Arc<ServerConfig>,
+    /// In-process metrics registry, shared with the rest of the service.
+    pub metrics: Arc<metrics::Metrics>,
+    /// Cached health snapshot (written by the probe task only).
+    pub health: Arc<health::HealthCache>,
+    /// Throttle for `last_used_at` updates.
+    pub usage: Arc<auth::UsageTracker>,
+    /// No authentication: every request runs as `dev` with the admin role.
+    pub dev_insecure: bool,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .field("dev_insecure", &self.dev_insecure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State with fresh metrics and an empty health cache.
+    pub fn new(store: Store, config: ServerConfig, dev_insecure: bool) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+            metrics: Arc::new(metrics::Metrics::default()),
+            health: Arc::new(health::HealthCache::default()),
+            usage: Arc::new(auth::UsageTracker::default()),
+            dev_insecure,
+        }
+    }
+}
+
+/// Build the router from [`routes::ROUTES`].
+pub fn router(state: AppState) -> Router {
+    let mut by_path: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
+    for spec in routes::ROUTES {
+        let mr = (spec.handler)().route_layer(middleware::from_fn_with_state(
+            (state.clone(), spec.access),
+            auth::authorize,
+        ));
+        let merged = match by_path.remove(spec.path) {
+            Some(existing) => existing.merge(mr),
+            None => mr,
+        };
+        by_path.insert(spec.path, merged);
+    }
+    let mut router = Router::new();
+    for (path, mr) in by_path {
+        router = router.route(path, mr);
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), reject_oversized))
+        .layer(middleware::from_fn_with_state(state.clone(), count_responses))
+        .layer(
+            // Logs method, path and status only: no headers (Authorization) and no bodies.
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+}
+
+/// Refuse a body whose declared length is over the limit before reading any of it.
+/// (Bodies without a length are cut off at the limit by [`DefaultBodyLimit`].)
+async fn reject_oversized(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.config.body_limit_bytes as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the request body is larger than the server accepts ({} bytes)",
+                state.config.body_limit_bytes
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+async fn count_responses(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    state.metrics.record_http_response(resp.status().as_u16());
+    resp
+}
+
+/// Serve on `listener` until `shutdown` is cancelled; in-flight requests finish first.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

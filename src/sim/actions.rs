@@ -233,6 +233,8 @@ impl World {
                 };
                 Some((ready.max(row.created) + secs(t.pickup_s), Event::Pickup))
             }
+            // Lab systems: the real work is in flight; `sim::lab::apply` finishes it.
+            Status::PickedUp if self.is_lab(sid) => None,
             Status::PickedUp => {
                 let pickup = row.pickup?;
                 match &action.kind {
@@ -291,7 +293,7 @@ impl World {
         self.actions.get_mut(&aid)?.servers.get_mut(&sid)
     }
 
-    fn finish(
+    pub(crate) fn finish(
         &mut self,
         t: NaiveDateTime,
         aid: u32,
@@ -330,6 +332,9 @@ impl World {
                 }
                 if let Some(s) = self.systems.get_mut(&sid) {
                     s.last_checkin = s.last_checkin.max(t);
+                }
+                if self.is_lab(sid) {
+                    self.dispatch_lab(aid, sid);
                 }
             }
             Event::GoDown => {

@@ -91,7 +91,7 @@ pub fn service_discovery(world: &World, host_port: &str, https: bool) -> serde_j
                 .map(|g| g.name.clone())
                 .collect::<Vec<_>>()
                 .join(",");
-            serde_json::json!({
+            let mut tg = serde_json::json!({
                 "targets": [host_port],
                 "labels": {
                     "__metrics_path__": format!("/_sim/systems/{}/metrics", sys.id),
@@ -101,7 +101,13 @@ pub fn service_discovery(world: &World, host_port: &str, https: bool) -> serde_j
                     "os": sys.os.family(),
                     "group": group,
                 }
-            })
+            });
+            // Lab systems: the simulator proxies the real node exporter, whose address on
+            // the lab bridge (reachable inside the lab's hub namespace) is listed too.
+            if world.is_lab(sys.id) {
+                tg["labels"]["lab_node_exporter"] = format!("{}:9100", sys.ip).into();
+            }
+            tg
         })
         .collect();
     serde_json::Value::Array(groups)

@@ -7,6 +7,7 @@ pub mod evr;
 pub mod faults;
 pub mod fleet;
 pub mod handlers;
+pub mod lab;
 pub mod metrics;
 pub mod model;
 pub mod server;

@@ -37,6 +37,8 @@ pub enum FleetSource {
     File(PathBuf),
     /// A generated fleet.
     Generate(GenParams),
+    /// A fleet built in memory (e.g. from a lab by `sim::lab::fleet`).
+    Fleet(Box<FleetFile>),
 }
 
 /// Everything `spm sim` and tests can configure.
@@ -66,6 +68,8 @@ pub struct SimOptions {
     pub faults: FaultOptions,
     /// Seed for the fleet generator and fault injection.
     pub seed: u64,
+    /// Real lab systems behind the simulated systems of the same name.
+    pub lab: Option<Arc<crate::lab::Lab>>,
 }
 
 impl std::fmt::Debug for SimOptions {
@@ -82,6 +86,7 @@ impl std::fmt::Debug for SimOptions {
             .field("frozen_clock", &self.frozen_clock)
             .field("faults", &self.faults)
             .field("seed", &self.seed)
+            .field("lab", &self.lab.as_ref().map(|l| l.systems().len()))
             .finish()
     }
 }
@@ -101,6 +106,7 @@ impl Default for SimOptions {
             start_time: None,
             faults: FaultOptions::default(),
             seed: 1,
+            lab: None,
         }
     }
 }
@@ -184,6 +190,7 @@ fn build_world(opts: &SimOptions, now: NaiveDateTime) -> Result<World, fleet::Fl
         FleetSource::Default => fleet::default_fleet(opts.seed, t, u, p, now),
         FleetSource::File(path) => fleet::from_file(&FleetFile::load(path)?, t, u, p, now)?,
         FleetSource::Generate(g) => fleet::generate(*g, t, u, p, now),
+        FleetSource::Fleet(f) => fleet::from_file(f, t, u, p, now)?,
     })
 }
 
@@ -314,6 +321,9 @@ impl SimServer {
             opts,
             addr,
         });
+        if let Some(lab) = shared.opts.lab.clone() {
+            link_lab(&shared, lab);
+        }
         let app = router(shared.clone());
         let cancel = CancellationToken::new();
         let task = tokio::spawn(serve(listener, app, tls, cancel.clone()));
@@ -327,6 +337,30 @@ impl SimServer {
             _dir: dir,
         })
     }
+}
+
+/// Connect the lab worker: systems named like lab systems are backed by them.
+fn link_lab(shared: &Arc<Shared>, lab: Arc<crate::lab::Lab>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut w = shared.world.lock().unwrap_or_else(|e| e.into_inner());
+    let systems = w
+        .systems
+        .values()
+        .filter(|s| lab.systems().iter().any(|l| l.name() == s.name))
+        .map(|s| (s.id, s.name.clone()))
+        .collect();
+    w.lab = Some(super::lab::LabLink { systems, jobs: tx });
+    drop(w);
+    let weak = Arc::downgrade(shared);
+    let done = Arc::new(move |d: super::lab::LabDone| {
+        if let Some(sh) = weak.upgrade() {
+            let now = sh.clock.now();
+            let mut w = sh.world.lock().unwrap_or_else(|e| e.into_inner());
+            w.tick(now);
+            super::lab::apply(&mut w, d, now);
+        }
+    });
+    tokio::spawn(super::lab::worker(rx, lab, done));
 }
 
 fn tls_config() -> Result<(rustls::ServerConfig, String), SimError> {
@@ -511,8 +545,10 @@ async fn stats(State(sh): State<Arc<Shared>>) -> Response {
 
 async fn reset(State(sh): State<Arc<Shared>>) -> Response {
     match build_world(&sh.opts, sh.clock.now()) {
-        Ok(w) => {
-            *sh.world.lock().unwrap_or_else(|e| e.into_inner()) = w;
+        Ok(mut w) => {
+            let mut cur = sh.world.lock().unwrap_or_else(|e| e.into_inner());
+            w.lab = cur.lab.take();
+            *cur = w;
             sh.stats.reset();
             (StatusCode::OK, "reset\n").into_response()
         }
@@ -540,6 +576,32 @@ async fn system_metrics(State(sh): State<Arc<Shared>>, Path(id): Path<String>) -
         return (StatusCode::BAD_REQUEST, "system id must be a number\n").into_response();
     };
     let now = sh.clock.now();
+    // Lab systems: the real node exporter's metrics, fetched over the lab bridge.
+    let lab_name = {
+        let w = sh.world.lock().unwrap_or_else(|e| e.into_inner());
+        w.lab.as_ref().and_then(|l| l.systems.get(&id).cloned())
+    };
+    if let (Some(name), Some(lab)) = (lab_name, sh.opts.lab.clone()) {
+        let scraped = match lab.system(&name) {
+            Ok(s) => s.scrape_metrics().await,
+            Err(e) => Err(e),
+        };
+        return match scraped {
+            Ok(body) => (
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                body,
+            )
+                .into_response(),
+            Err(e) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("lab system {name}: {e}\n"),
+            )
+                .into_response(),
+        };
+    }
     let mut w = sh.world.lock().unwrap_or_else(|e| e.into_inner());
     w.tick(now);
     match w.systems.get(&id) {

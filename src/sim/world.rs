@@ -117,6 +117,8 @@ pub struct World {
     pub boot_counter: u64,
     /// `api.systemVersion`.
     pub system_version: String,
+    /// Real lab systems behind some simulated systems (`spm sim --lab N`).
+    pub lab: Option<super::lab::LabLink>,
 }
 
 impl World {
@@ -143,6 +145,7 @@ impl World {
             seed,
             boot_counter: 0,
             system_version: "2025.10".to_string(),
+            lab: None,
         }
     }
 

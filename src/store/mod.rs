@@ -9,12 +9,21 @@
 pub mod approvals;
 pub mod audit;
 pub mod compliance;
+pub mod errata;
+pub mod fixtures;
 pub mod migrations;
+pub mod notifications;
 pub mod queue;
+pub mod queue_view;
 pub mod runs;
 pub mod script_kv;
 pub mod script_versions;
+pub mod stats;
 pub mod status;
+pub mod sync_runs;
+pub mod systems;
+pub mod test_runs;
+pub mod tokens;
 pub mod views;
 
 use std::path::{Path, PathBuf};

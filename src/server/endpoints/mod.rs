@@ -1,0 +1,7 @@
+//! Handlers for the endpoints whose data lives in the schema. One module per resource.
+
+pub mod audit;
+pub mod notifications;
+pub mod queue;
+pub mod targets;
+pub mod tokens;

@@ -1,0 +1,327 @@
+//! The route table: the single list both the router and the OpenAPI document come from.
+//! Add a feature's endpoints here (one [`RouteSpec`] each) and they are served, protected
+//! by the declared role, and documented.
+
+use axum::routing::{MethodRouter, delete, get, post};
+
+use super::auth::Role;
+use super::{AppState, endpoints, health, metrics, openapi};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, no token (liveness only).
+    Public,
+    /// A token whose role allows this role.
+    Role(Role),
+    /// `/metrics`: a viewer token, unless `metrics_public` is set in the server config.
+    Metrics,
+}
+
+/// HTTP method of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET.
+    Get,
+    /// POST.
+    Post,
+    /// PUT.
+    Put,
+    /// PATCH.
+    Patch,
+    /// DELETE.
+    Delete,
+}
+
+impl Method {
+    /// Lower-case name as OpenAPI spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "get",
+            Method::Post => "post",
+            Method::Put => "put",
+            Method::Patch => "patch",
+            Method::Delete => "delete",
+        }
+    }
+}
+
+/// A query parameter for the OpenAPI document.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    /// Name.
+    pub name: &'static str,
+    /// JSON schema type (`string`, `integer`, `boolean`).
+    pub ty: &'static str,
+    /// Description.
+    pub doc: &'static str,
+}
+
+/// One endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec {
+    /// Method.
+    pub method: Method,
+    /// Path in axum syntax (`/api/v1/queue/{id}`), identical in OpenAPI.
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// OpenAPI tag.
+    pub tag: &'static str,
+    /// One-line summary.
+    pub summary: &'static str,
+    /// Query parameters.
+    pub query: &'static [Param],
+    /// Name of the request body schema in `components.schemas`, when it takes one.
+    pub body: Option<&'static str>,
+    /// Success status code.
+    pub success: u16,
+    /// The handler.
+    pub handler: fn() -> MethodRouter<AppState>,
+}
+
+const PAGE: [Param; 2] = [
+    Param {
+        name: "limit",
+        ty: "integer",
+        doc: "page size (default 50, max 500)",
+    },
+    Param {
+        name: "offset",
+        ty: "integer",
+        doc: "rows to skip (default 0)",
+    },
+];
+
+const QUEUE_QUERY: &[Param] = &[
+    Param {
+        name: "status",
+        ty: "string",
+        doc: "queue status, or several separated by commas",
+    },
+    Param {
+        name: "os",
+        ty: "string",
+        doc: "ubuntu, debian or rhel",
+    },
+    Param {
+        name: "q",
+        ty: "string",
+        doc: "substring of the advisory name or synopsis",
+    },
+    PAGE[0],
+    PAGE[1],
+];
+
+const AUDIT_QUERY: &[Param] = &[
+    Param {
+        name: "actor",
+        ty: "string",
+        doc: "exact actor (token name)",
+    },
+    Param {
+        name: "object_type",
+        ty: "string",
+        doc: "exact object type",
+    },
+    Param {
+        name: "object_id",
+        ty: "string",
+        doc: "exact object id",
+    },
+    Param {
+        name: "before_id",
+        ty: "integer",
+        doc: "cursor: entries with a smaller id (next_before_id of the previous page)",
+    },
+    PAGE[0],
+];
+
+const NOTIFICATION_QUERY: &[Param] = &[
+    Param {
+        name: "unread",
+        ty: "boolean",
+        doc: "only unread notifications",
+    },
+    Param {
+        name: "event",
+        ty: "string",
+        doc: "exact event type (test_failed, pending_approval, ...)",
+    },
+    Param {
+        name: "severity",
+        ty: "string",
+        doc: "info, warning or critical",
+    },
+    PAGE[0],
+    PAGE[1],
+];
+
+/// Every route the server answers.
+pub const ROUTES: &[RouteSpec] = &[
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/health/live",
+        access: Access::Public,
+        tag: "health",
+        summary: "Liveness: the process answers (no token, no details)",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || get(health::live),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/health",
+        access: Access::Role(Role::Viewer),
+        tag: "health",
+        summary: "Component health from cached probes (database, UYUNI, Prometheus) and queue counts",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || get(health::health),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/metrics",
+        access: Access::Metrics,
+        tag: "metrics",
+        summary: "Prometheus metrics (viewer token unless metrics_public = true)",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || get(metrics::scrape),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/openapi.json",
+        access: Access::Role(Role::Viewer),
+        tag: "meta",
+        summary: "This OpenAPI 3 document",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || get(openapi::serve_document),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/queue",
+        access: Access::Role(Role::Viewer),
+        tag: "queue",
+        summary: "List queue items in queue order, with filters and pagination",
+        query: QUEUE_QUERY,
+        body: None,
+        success: 200,
+        handler: || get(endpoints::queue::list),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/queue/{id}",
+        access: Access::Role(Role::Viewer),
+        tag: "queue",
+        summary: "One queue item with CVEs, score breakdown and tests",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || get(endpoints::queue::detail),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/audit",
+        access: Access::Role(Role::Viewer),
+        tag: "audit",
+        summary: "Audit log, newest first",
+        query: AUDIT_QUERY,
+        body: None,
+        success: 200,
+        handler: || get(endpoints::audit::list),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/notifications",
+        access: Access::Role(Role::Viewer),
+        tag: "notifications",
+        summary: "Notifications, newest first, with the unread count",
+        query: NOTIFICATION_QUERY,
+        body: None,
+        success: 200,
+        handler: || get(endpoints::notifications::list),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/notifications/{id}",
+        access: Access::Role(Role::Viewer),
+        tag: "notifications",
+        summary: "One notification with its delivery attempts",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || get(endpoints::notifications::detail),
+    },
+    RouteSpec {
+        method: Method::Post,
+        path: "/api/v1/notifications/{id}/read",
+        access: Access::Role(Role::Viewer),
+        tag: "notifications",
+        summary: "Mark one notification read (recorded as read_by the token name)",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || post(endpoints::notifications::mark_one),
+    },
+    RouteSpec {
+        method: Method::Post,
+        path: "/api/v1/notifications/mark-read",
+        access: Access::Role(Role::Viewer),
+        tag: "notifications",
+        summary: "Mark several notifications read, all or nothing",
+        query: &[],
+        body: Some("MarkRead"),
+        success: 200,
+        handler: || post(endpoints::notifications::mark_many),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/tokens",
+        access: Access::Role(Role::Admin),
+        tag: "tokens",
+        summary: "List API tokens (never the secrets)",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || get(endpoints::tokens::list),
+    },
+    RouteSpec {
+        method: Method::Post,
+        path: "/api/v1/tokens",
+        access: Access::Role(Role::Admin),
+        tag: "tokens",
+        summary: "Create a token; the secret is in this response only",
+        query: &[],
+        body: Some("TokenCreate"),
+        success: 201,
+        handler: || post(endpoints::tokens::create),
+    },
+    RouteSpec {
+        method: Method::Delete,
+        path: "/api/v1/tokens/{name}",
+        access: Access::Role(Role::Admin),
+        tag: "tokens",
+        summary: "Revoke a token by name",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || delete(endpoints::tokens::revoke),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/prometheus/targets",
+        access: Access::Role(Role::Viewer),
+        tag: "metrics",
+        summary: "Prometheus HTTP service discovery: node exporters of the test systems",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || get(endpoints::targets::list),
+    },
+];

@@ -1,0 +1,209 @@
+//! The real `spm` binary against the UYUNI simulator: `spm sync`, `spm score`,
+//! `spm queue add|list|show|priority|remove`, exit codes and error messages.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use spm::sim::{SimOptions, SimServer};
+use spm::store::Store;
+
+fn spm(db: &Path, url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spm"))
+        .args(args)
+        .env("SPM_DATABASE", db)
+        .env("SPM_UYUNI__URL", url)
+        .env("SPM_UYUNI__USER", "admin")
+        .env("SPM_UYUNI__PASSWORD", "admin")
+        .env("SPM_LOG", "warn")
+        .env_remove("SPM_CONFIG")
+        .current_dir(db.parent().expect("db dir"))
+        .output()
+        .expect("run spm")
+}
+
+async fn run(db: &Path, url: &str, args: &[&str]) -> Output {
+    let (db, url) = (db.to_path_buf(), url.to_string());
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        spm(&db, &url, &a)
+    })
+    .await
+    .expect("join")
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_score_and_queue_through_the_binary() {
+    let sim = SimServer::start(SimOptions {
+        frozen_clock: true,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("spm.db");
+    let url = sim.url();
+
+    let out = run(&db, &url, &["sync", "--json", "--set", "sync.scope=test"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out);
+    assert_eq!(report["sync"]["status"], "ok");
+    let new = report["sync"]["errata_new"].as_u64().expect("errata_new");
+    assert!(new > 0);
+    // Without a terminal, progress is plain lines on stderr.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("relevant advisories"), "{err}");
+
+    // Pick a kernel advisory: its score must explain the kernel and reboot penalties.
+    let kernel_adv: String = {
+        let store = Store::open(&db).expect("store");
+        store
+            .read_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT p.advisory FROM errata_packages p JOIN errata_relevance r
+                       ON r.advisory = p.advisory
+                     WHERE p.name LIKE 'linux-image%' OR p.name = 'kernel' LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .expect("a kernel advisory in the default fleet")
+    };
+    let out = run(&db, &url, &["score", &kernel_adv, "--json"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let s = json(&out);
+    let factors: Vec<&str> = s["scores"][0]["breakdown"]
+        .as_array()
+        .expect("breakdown")
+        .iter()
+        .filter_map(|t| t["factor"].as_str())
+        .collect();
+    assert!(
+        factors.contains(&"kernel") && factors.contains(&"reboot"),
+        "{s}"
+    );
+    let out = run(&db, &url, &["score", &kernel_adv]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("-30") && text.contains("kernel"), "{text}");
+
+    let out = run(&db, &url, &["queue", "add", &kernel_adv, "--json"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let added = json(&out);
+    let id = added["added"][0]["id"].as_i64().expect("item id");
+    assert_eq!(
+        added["added"][0]["score"], s["scores"][0]["score"],
+        "queued with the explained score"
+    );
+    // Same again: nothing added, exit 1 with the reason.
+    let out = run(&db, &url, &["queue", "add", &kernel_adv]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already in the queue"));
+
+    let out = run(&db, &url, &["queue", "priority", &id.to_string(), "9"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let out = run(
+        &db,
+        &url,
+        &["queue", "list", "--json", "--status", "queued"],
+    )
+    .await;
+    let page = json(&out);
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["priority"], 9);
+    let out = run(&db, &url, &["queue", "show", &id.to_string(), "--json"]).await;
+    assert_eq!(json(&out)["item"]["advisory"], kernel_adv.as_str());
+    let out = run(
+        &db,
+        &url,
+        &["queue", "remove", &id.to_string(), "--reason", "test"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+
+    // Bad input: clear error, exit 2, nothing changed.
+    let out = run(&db, &url, &["queue", "add", "NOPE-1", &kernel_adv]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown advisory NOPE-1"));
+    let out = run(&db, &url, &["queue", "list", "--json"]).await;
+    assert_eq!(json(&out)["total"], 0);
+    let out = run(&db, &url, &["queue", "list", "--status", "bogus"]).await;
+    assert_eq!(out.status.code(), Some(2));
+
+    // A sync while another holds the lock is told so (exit 1) and calls nobody.
+    {
+        let store = Store::open(&db).expect("store");
+        store
+            .write_blocking(|tx| {
+                spm::store::sync_runs::start(tx, "test", "other", "2999-01-01T00:00:00.000Z")
+            })
+            .expect("hold the lock");
+    }
+    let before = sim.stats().total;
+    let out = run(&db, &url, &["sync", "--set", "sync.scope=test"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already running"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sim.stats().total, before);
+
+    // Wrong password: the run fails (exit 2) with the login error, recorded.
+    let out = tokio::task::spawn_blocking({
+        let db = db.clone();
+        let url = url.clone();
+        move || {
+            let store = Store::open(&db).expect("store");
+            store
+                .write_blocking(|tx| {
+                    tx.execute(
+                        "UPDATE sync_runs SET status='interrupted' WHERE status='running'",
+                        [],
+                    )?;
+                    Ok(())
+                })
+                .expect("release");
+            Command::new(env!("CARGO_BIN_EXE_spm"))
+                .args(["sync", "--set", "sync.scope=test"])
+                .env("SPM_DATABASE", &db)
+                .env("SPM_UYUNI__URL", &url)
+                .env("SPM_UYUNI__USER", "admin")
+                .env("SPM_UYUNI__PASSWORD", "s3cr3t-Wr0ng-pw")
+                .env("SPM_LOG", "warn")
+                .env_remove("SPM_CONFIG")
+                .current_dir(db.parent().expect("dir"))
+                .output()
+                .expect("run")
+        }
+    })
+    .await
+    .expect("join");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("login"), "{err}");
+    assert!(
+        !err.contains("s3cr3t-Wr0ng-pw"),
+        "the password never appears: {err}"
+    );
+    sim.shutdown().await;
+}
