@@ -24,14 +24,14 @@ use anyhow::Context as _;
 
 use crate::config::Config;
 use crate::engine::queue::{AutoQueueRule, auto_queue};
+use crate::engine::rollout::policy::{LoadedPolicy, load_policy_source};
 use crate::engine::score::Scorer;
 use crate::engine::sync::uyuni_source::UyuniSource;
 use crate::engine::sync::{NoProgress, SyncConfig, run_sync};
-use crate::host::contracts::Contracts;
+use crate::engine::testing::TestEngine;
 use crate::host::reload::{ScriptHost, WatchMode};
 use crate::server::auth::{Role, create_token};
 use crate::server::service::Service;
-use crate::engine::testing::TestEngine;
 use crate::services::prom::{PromClient, PromConfig};
 use crate::services::uyuni::UyuniClient;
 use crate::sim::server::{SimHandle, SimOptions, SimServer};
@@ -136,7 +136,10 @@ async fn start_prometheus(db_path: &Path, sim: &SimHandle) -> anyhow::Result<Pro
     let log = std::fs::File::create(dir.join("prometheus.log")).context("Prometheus log file")?;
     let child = tokio::process::Command::new(binary)
         .arg(format!("--config.file={}", cfg_path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
@@ -189,9 +192,13 @@ pub async fn start_scripts(
     service: &mut Service,
 ) -> anyhow::Result<Arc<ScriptHost>> {
     let root = std::env::current_dir().context("reading the working directory")?;
-    let host = ScriptHost::open_with_store(&root, Contracts::default(), Some(store.clone()))
-        .await
-        .map_err(|e| anyhow::anyhow!("loading the Lua scripts under {}: {e}", root.display()))?;
+    let host = ScriptHost::open_with_store(
+        &root,
+        crate::engine::rollout::policy::contracts(),
+        Some(store.clone()),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("loading the Lua scripts under {}: {e}", root.display()))?;
     let mode = if config.scripts.poll {
         WatchMode::Poll {
             interval: Duration::from_millis(config.scripts.poll_interval_ms.max(100)),
@@ -201,7 +208,9 @@ pub async fn start_scripts(
             debounce: Duration::from_millis(config.scripts.debounce_ms.max(10)),
         }
     };
-    let watch = host.watch(mode).context("watching phases/, policies/, scripts/")?;
+    let watch = host
+        .watch(mode)
+        .context("watching phases/, policies/, scripts/")?;
     let token = service.shutdown.clone();
     service.spawn(async move {
         token.cancelled().await;
@@ -225,9 +234,8 @@ pub fn start_sync(
         UyuniClient::new(&crate::cli::sync::client_config(&config.uyuni)?)
             .context("building the UYUNI client")?,
     );
-    let scorer = Arc::new(
-        Scorer::new((&config.score).into()).context("invalid [score] configuration")?,
-    );
+    let scorer =
+        Arc::new(Scorer::new((&config.score).into()).context("invalid [score] configuration")?);
     let sync_config = SyncConfig::from(&config.sync);
     let rule = AutoQueueRule::from(&config.queue);
     let every = Duration::from_secs(config.sync.interval_secs.max(10));
@@ -292,6 +300,73 @@ pub async fn start_tests(
             _ = engine.run_workers(workers) => {}
             _ = token.cancelled() => engine.shutdown(),
         }
+        Ok(())
+    });
+    Ok(())
+}
+
+/// Load every policy of the script set in service (a policy that fails to load was already
+/// refused by the reload, so errors here are logged and the policy skipped).
+async fn load_policies(host: &ScriptHost) -> Vec<LoadedPolicy> {
+    let set = host.current();
+    let mut out = Vec::new();
+    for file in set
+        .files
+        .values()
+        .filter(|f| f.path.starts_with("policies/"))
+    {
+        match load_policy_source(&file.path, &file.content).await {
+            Ok(p) => out.push(p),
+            Err(e) => tracing::error!(path = %file.path, error = %e, "policy skipped"),
+        }
+    }
+    out
+}
+
+/// The scheduler: cron policies (one run per policy at a time; a missed window is reported,
+/// not run late) and snooze expiry, on the policies of the script set in service, reloaded
+/// whenever the set changes.
+pub async fn start_scheduler(
+    store: &Store,
+    host: Arc<ScriptHost>,
+    uyuni: Arc<UyuniClient>,
+    service: &mut Service,
+) -> anyhow::Result<()> {
+    let cache = Arc::new(std::sync::Mutex::new(load_policies(&host).await));
+    {
+        let (cache, host) = (cache.clone(), host.clone());
+        let mut outcomes = host.subscribe();
+        let token = service.shutdown.clone();
+        service.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    r = outcomes.recv() => match r {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            let fresh = load_policies(&host).await;
+                            if let Ok(mut c) = cache.lock() {
+                                *c = fresh;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                }
+            }
+            Ok(())
+        });
+    }
+    let store = store.clone();
+    let token = service.shutdown.clone();
+    service.spawn(async move {
+        let load = move || cache.lock().map(|c| c.clone()).unwrap_or_default();
+        crate::engine::rollout::scheduler::run_loop(
+            uyuni,
+            store,
+            load,
+            Duration::from_secs(30),
+            token,
+        )
+        .await;
         Ok(())
     });
     Ok(())
