@@ -428,145 +428,11 @@ pub struct Actor {
     pub source_addr: Option<String>,
 }
 
-/// An approval decision as the dashboard form sends it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Approve (optional comment).
-    Approve,
-    /// Reject (reason required).
-    Reject,
-    /// Snooze until the given RFC 3339 time (reason required).
-    Snooze(String),
-}
-
-/// Record an approval decision on a `pending_approval` item in the caller's transaction:
-/// conditional status change, an `approvals` row and an `audit_log` row. When
-/// `four_eyes` is set, whoever queued the item or started one of its tests cannot approve.
-/// Returns the audit row id.
-pub fn decide(
-    tx: &Connection,
-    id: i64,
-    decision: &Decision,
-    reason: Option<&str>,
-    actor: &Actor,
-    evidence_test_id: Option<i64>,
-    four_eyes: bool,
-) -> StoreResult<i64> {
-    let item = super::queue::get(tx, id)?;
-    if item.status != QueueStatus::PendingApproval {
-        return Err(StoreError::Conflict(format!(
-            "queue item {id} ({} for {}) is {}, not pending_approval; only pending items can be decided",
-            item.advisory, item.os, item.status
-        )));
-    }
-    if four_eyes && *decision == Decision::Approve {
-        let starters: Vec<String> = rows(
-            tx,
-            "SELECT DISTINCT started_by FROM tests WHERE queue_id = ?1 AND started_by IS NOT NULL",
-            [id],
-        )?
-        .into_iter()
-        .filter_map(|r| r["started_by"].as_str().map(str::to_string))
-        .collect();
-        if item.queued_by == actor.identity || starters.contains(&actor.identity) {
-            return Err(StoreError::Conflict(format!(
-                "four-eyes rule: {} queued or tested queue item {id} and cannot also approve it; another approver must",
-                actor.identity
-            )));
-        }
-    }
-    if let Some(t) = evidence_test_id
-        && t != item.last_test_id.unwrap_or(-1)
-    {
-        return Err(StoreError::Conflict(format!(
-            "the evidence shown (test {t}) is no longer the latest test of queue item {id}; reload the page"
-        )));
-    }
-    let (to, action, verb, snooze) = match decision {
-        Decision::Approve => (QueueStatus::Approved, "approved", "approve", None),
-        Decision::Reject => (QueueStatus::Rejected, "rejected", "reject", None),
-        Decision::Snooze(until) => (
-            QueueStatus::Snoozed,
-            "snoozed",
-            "snooze",
-            Some(until.clone()),
-        ),
-    };
-    let extra = super::queue::TransitionExtra {
-        snooze_until: match &snooze {
-            Some(u) => Some(
-                chrono::DateTime::parse_from_rfc3339(u)
-                    .map_err(|e| StoreError::Conflict(format!("snooze time {u:?}: {e}")))?
-                    .with_timezone(&chrono::Utc),
-            ),
-            None => None,
-        },
-        ..Default::default()
-    };
-    let item = super::queue::transition(tx, id, QueueStatus::PendingApproval, to, &extra)?;
-    tx.execute(
-        "INSERT INTO approvals (queue_id, advisory, os, action, actor, reason, snooze_until, \
-         source_addr, evidence_test_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            id,
-            item.advisory,
-            item.os,
-            action,
-            actor.identity,
-            reason,
-            snooze,
-            actor.source_addr,
-            item.last_test_id
-        ],
-    )?;
-    let approval_id = tx.last_insert_rowid();
-    audit::append(
-        tx,
-        &AuditEntry {
-            actor: actor.identity.clone(),
-            source_addr: actor.source_addr.clone(),
-            action: format!("approval.{verb}"),
-            object_type: "queue_item".to_string(),
-            object_id: Some(id.to_string()),
-            reason: reason.map(str::to_string),
-            details: json!({
-                "advisory": item.advisory,
-                "os": item.os,
-                "approval_id": approval_id,
-                "evidence_test_id": item.last_test_id,
-                "snooze_until": snooze,
-                "four_eyes": four_eyes,
-                "via": "dashboard",
-            }),
-        },
-    )
-}
-
-/// Ask an active patch run to stop: `status → cancelling` (conditional), with an audit row.
-/// The run's executor sees the status and stops after the hosts in flight.
+/// Ask an active patch run to stop (`→ cancelling`, through the run store's own rule) with
+/// an audit row. The run's executor stops starting hosts; hosts in flight finish.
 pub fn cancel_run(tx: &Connection, id: i64, reason: &str, actor: &Actor) -> StoreResult<i64> {
-    let status: String = tx
-        .query_row("SELECT status FROM patch_runs WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
-        .optional()?
-        .ok_or_else(|| not_found("patch run", id))?;
-    let from: RunStatus = status
-        .parse()
-        .map_err(|e: crate::engine::state::ParseStatusError| StoreError::Conflict(e.to_string()))?;
-    RunStatus::check(from, RunStatus::Cancelling, id)?;
-    let n = tx.execute(
-        "UPDATE patch_runs SET status = 'cancelling' WHERE id = ?1 AND status = ?2",
-        params![id, status],
-    )?;
-    if n == 0 {
-        return Err(crate::engine::state::TransitionError::Lost {
-            what: "patch run",
-            id: id.to_string(),
-            expected: status,
-        }
-        .into());
-    }
+    let before = super::runs::get_run(tx, id)?.status;
+    let run = super::runs::request_cancel(tx, id)?;
     audit::append(
         tx,
         &AuditEntry {
@@ -576,7 +442,7 @@ pub fn cancel_run(tx: &Connection, id: i64, reason: &str, actor: &Actor) -> Stor
             object_type: "patch_run".to_string(),
             object_id: Some(id.to_string()),
             reason: Some(reason.to_string()),
-            details: json!({ "from": status, "via": "dashboard" }),
+            details: json!({ "from": before.as_str(), "to": run.status.as_str(), "via": "dashboard" }),
         },
     )
 }

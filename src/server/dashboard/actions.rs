@@ -17,7 +17,8 @@ use crate::engine::queue::{self as engine_queue, AddRequest, QueueError};
 use crate::server::AppState;
 use crate::server::auth::{self, Role};
 use crate::store::audit::{self, AuditEntry};
-use crate::store::dashboard::{self as db, Actor, Decision};
+use crate::engine::approvals::{self, Actor as ApprovalActor, ApprovalError, Decision, Rules};
+use crate::store::dashboard::{self as db, Actor};
 use crate::store::queue::QUEUE_OS;
 use crate::store::{StoreError, notifications};
 
@@ -257,10 +258,25 @@ pub async fn decide(
         .parse::<i64>()
         .map_err(|_| PageError::new(StatusCode::NOT_FOUND, "no such queue item"))?;
     let back = format!("/ui/approvals/{id}");
-    let (decision, verb) = match form.action.as_str() {
-        "approve" => (Decision::Approve, "approve"),
-        "reject" => (Decision::Reject, "reject"),
-        "snooze" => {
+    let verb = match form.action.as_str() {
+        v @ ("approve" | "reject" | "snooze") => v,
+        other => {
+            return Err(PageError::new(
+                StatusCode::BAD_REQUEST,
+                format!("unknown decision {other:?}; expected approve, reject or snooze"),
+            ));
+        }
+    };
+    let reason = match clean_reason(&form.reason, verb != "approve", verb) {
+        Ok(r) => r,
+        Err(msg) => return Ok(done(&state, &signed, &back, "error", msg)),
+    };
+    let decision = match verb {
+        "approve" => Decision::Approve { reason },
+        "reject" => Decision::Reject {
+            reason: reason.unwrap_or_default(),
+        },
+        _ => {
             let hours = form
                 .snooze_hours
                 .as_deref()
@@ -275,42 +291,45 @@ pub async fn decide(
                     "choose how long to snooze (1 hour to 30 days)".to_string(),
                 ));
             };
-            let until = chrono::Utc::now() + chrono::Duration::hours(hours);
-            (Decision::Snooze(crate::store::format_ts(until)), "snooze")
+            Decision::Snooze {
+                until: chrono::Utc::now() + chrono::Duration::hours(hours),
+                reason: reason.unwrap_or_default(),
+            }
         }
-        other => {
-            return Err(PageError::new(
-                StatusCode::BAD_REQUEST,
-                format!("unknown decision {other:?}; expected approve, reject or snooze"),
-            ));
-        }
-    };
-    let reason = match clean_reason(&form.reason, decision != Decision::Approve, verb) {
-        Ok(r) => r,
-        Err(msg) => return Ok(done(&state, &signed, &back, "error", msg)),
     };
     let evidence = form
         .evidence_test_id
         .as_deref()
         .filter(|s| !s.is_empty())
         .and_then(|s| s.parse::<i64>().ok());
-    let who = actor(&signed);
-    let four_eyes = state.dashboard.config.four_eyes;
+    let who = ApprovalActor {
+        identity: signed.principal.name.clone(),
+        source_addr: signed.principal.source_addr.clone(),
+    };
+    let rules = Rules {
+        four_eyes: state.dashboard.config.four_eyes,
+    };
+    let store = state.store.clone();
     let d = decision.clone();
-    let res = state
-        .store
-        .write(move |tx| db::decide(tx, id, &d, reason.as_deref(), &who, evidence, four_eyes))
-        .await;
+    let res = tokio::task::spawn_blocking(move || {
+        approvals::decide(&store, id, &d, evidence, &who, rules)
+    })
+    .await
+    .map_err(PageError::internal)?;
     match res {
-        Ok(_) => {
+        Ok(decided) => {
             let text = match decision {
-                Decision::Approve => format!("Queue item {id} approved."),
-                Decision::Reject => format!("Queue item {id} rejected."),
-                Decision::Snooze(until) => format!("Queue item {id} snoozed until {until}."),
+                Decision::Approve { .. } => format!("Queue item {id} approved."),
+                Decision::Reject { .. } => format!("Queue item {id} rejected."),
+                Decision::Snooze { .. } => format!(
+                    "Queue item {id} snoozed until {}.",
+                    decided.item.snooze_until.unwrap_or_default()
+                ),
             };
             Ok(done(&state, &signed, "/ui/approvals", "ok", text))
         }
-        Err(e) => refused(&state, &signed, &back, e),
+        Err(ApprovalError::Store(e)) => refused(&state, &signed, &back, e),
+        Err(e) => Ok(done(&state, &signed, &back, "error", e.to_string())),
     }
 }
 
