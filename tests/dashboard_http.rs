@@ -584,7 +584,7 @@ async fn every_page_renders_escaped_with_a_strict_csp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operators_roll_back_selected_hosts_all_or_nothing() {
+async fn rollback_of_selected_hosts_is_checked_all_or_nothing_and_needs_uyuni() {
     let s = start(ServerConfig::default()).await;
     let host_status = |id: i64| -> String {
         s.store
@@ -627,22 +627,21 @@ async fn operators_roll_back_selected_hosts_all_or_nothing() {
     // A reason is required.
     op.post("/ui/runs/1/rollback", &[("host", "1"), ("reason", "")])
         .await;
-    assert_eq!(host_status(1), "ok");
-    // Host 1 alone goes through, with an audit row naming it.
-    let (status, _) = op
-        .post(
-            "/ui/runs/1/rollback",
-            &[("host", "1"), ("reason", "regression on web-01")],
-        )
-        .await;
-    assert_eq!(status, StatusCode::SEE_OTHER);
-    assert_eq!(host_status(1), "rolling_back");
-    let audit = s.audit("run.rollback");
-    assert_eq!(audit.len(), 1);
-    assert_eq!(audit[0].0, "oscar-operator");
-    assert_eq!(audit[0].3.as_deref(), Some("regression on web-01"));
+    let (_, page) = op.get("/ui/runs/1").await;
+    assert!(page.contains("a reason is required to roll back hosts"));
     // A host of another run is not found.
-    op.post("/ui/runs/2/rollback", &[("host", "2"), ("reason", "x")])
+    op.post("/ui/runs/2/rollback", &[("host", "1"), ("reason", "x")])
         .await;
-    assert_eq!(host_status(2), "running");
+    let (_, page) = op.get("/ui/runs/2").await;
+    assert!(page.contains("host of this run 1 not found"), "{page}");
+    // A valid selection, but this server has no UYUNI connection: refused, unchanged.
+    op.post(
+        "/ui/runs/1/rollback",
+        &[("host", "1"), ("reason", "regression on web-01")],
+    )
+    .await;
+    assert_eq!(host_status(1), "ok");
+    let (_, page) = op.get("/ui/runs/1").await;
+    assert!(page.contains("rolling back needs the UYUNI connection"));
+    assert!(s.audit("run.rollback").is_empty());
 }

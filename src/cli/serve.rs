@@ -101,6 +101,8 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
             Err(e) => tracing::error!(error = %format!("{e:#}"), "notifications disabled"),
         }
         if let Some(uyuni) = app::start_sync(&store, &global, &mut service)? {
+            // The dashboard rolls back selected hosts of a run through this client.
+            service.state.uyuni.store(Some(uyuni.clone()));
             app::start_tests(&store, &global, host.clone(), uyuni.clone(), &mut service).await?;
             app::start_scheduler(&store, host, uyuni, &mut service).await?;
         }

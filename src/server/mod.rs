@@ -92,6 +92,9 @@ pub struct AppState {
     /// The Lua script host, when this process runs one (the dashboard shows its reload
     /// status); set after start, once the host has loaded.
     pub scripts: Arc<arc_swap::ArcSwapOption<crate::host::reload::ScriptHost>>,
+    /// The UYUNI client, when this process talks to UYUNI (the dashboard's rollback of
+    /// selected hosts needs it); set after start.
+    pub uyuni: Arc<arc_swap::ArcSwapOption<crate::services::uyuni::UyuniClient>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -110,6 +113,7 @@ impl AppState {
         Self {
             dashboard: Arc::new(dashboard::Dashboard::new(config.dashboard.clone())),
             scripts: Arc::new(arc_swap::ArcSwapOption::empty()),
+            uyuni: Arc::new(arc_swap::ArcSwapOption::empty()),
             store,
             config: Arc::new(config),
             metrics: Arc::new(metrics::Metrics::default()),

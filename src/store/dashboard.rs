@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::audit::{self, AuditEntry};
 use super::{StoreError, StoreResult};
-use crate::engine::state::{QueueStatus, RunHostStatus, RunStatus, Status};
+use crate::engine::state::{QueueStatus, RunStatus, Status};
 
 /// Columns that hold JSON text and are parsed before they reach a template.
 const JSON_COLUMNS: &[&str] = &[
@@ -361,6 +361,8 @@ pub fn run_detail(conn: &Connection, id: i64) -> StoreResult<Value> {
         .and_then(|s| s.parse::<RunStatus>().ok())
         .is_some_and(RunStatus::is_active);
     run["active"] = json!(active);
+    // Worth polling: the run is active, or hosts are still moving (a rollback).
+    run["live"] = json!(active || running > 0);
     run["hosts_running"] = json!(running);
     run["counts"] = Value::Object(counts);
     run["waves"] = Value::Array(waves);
@@ -447,24 +449,23 @@ pub fn cancel_run(tx: &Connection, id: i64, reason: &str, actor: &Actor) -> Stor
     )
 }
 
-/// Ask for a rollback of some hosts of a run: each `ok` or `failed` host moves to
-/// `rolling_back` (conditional, through the host state machine), all or none, with one audit
-/// row listing them. The rollout engine carries out hosts in `rolling_back`.
-pub fn request_rollback(
-    tx: &Connection,
+/// The names of hosts `host_ids` of run `run_id` for a rollback, in the order given, and
+/// the run's OS family (from its plan). Refuses, naming the host, any id that is not a host
+/// of the run or a host that has not finished (`ok` or `failed`).
+pub fn rollback_selection(
+    conn: &Connection,
     run_id: i64,
     host_ids: &[i64],
-    reason: &str,
-    actor: &Actor,
-) -> StoreResult<i64> {
+) -> StoreResult<(Vec<String>, String)> {
     if host_ids.is_empty() {
         return Err(StoreError::Conflict(
             "select at least one host to roll back".to_string(),
         ));
     }
+    let run = super::runs::get_run(conn, run_id)?;
     let mut names = Vec::with_capacity(host_ids.len());
     for &hid in host_ids {
-        let row: Option<(String, String)> = tx
+        let row: Option<(String, String)> = conn
             .query_row(
                 "SELECT status, system_name FROM patch_run_hosts WHERE id = ?1 AND run_id = ?2",
                 params![hid, run_id],
@@ -474,41 +475,18 @@ pub fn request_rollback(
         let Some((status, name)) = row else {
             return Err(not_found("host of this run", hid));
         };
-        let from: RunHostStatus =
-            status
-                .parse()
-                .map_err(|e: crate::engine::state::ParseStatusError| {
-                    StoreError::Conflict(e.to_string())
-                })?;
-        RunHostStatus::check(from, RunHostStatus::RollingBack, &name).map_err(|_| {
-            StoreError::Conflict(format!(
+        if status != "ok" && status != "failed" {
+            return Err(StoreError::Conflict(format!(
                 "host {name} is {status}; only hosts that finished (ok or failed) can be rolled back"
-            ))
-        })?;
-        let n = tx.execute(
-            "UPDATE patch_run_hosts SET status = 'rolling_back' WHERE id = ?1 AND status = ?2",
-            params![hid, status],
-        )?;
-        if n == 0 {
-            return Err(crate::engine::state::TransitionError::Lost {
-                what: "run host",
-                id: name,
-                expected: status,
-            }
-            .into());
+            )));
         }
         names.push(name);
     }
-    audit::append(
-        tx,
-        &AuditEntry {
-            actor: actor.identity.clone(),
-            source_addr: actor.source_addr.clone(),
-            action: "run.rollback".to_string(),
-            object_type: "patch_run".to_string(),
-            object_id: Some(run_id.to_string()),
-            reason: Some(reason.to_string()),
-            details: json!({ "hosts": names, "host_ids": host_ids, "via": "dashboard" }),
-        },
-    )
+    let os = run
+        .plan
+        .get("os")
+        .and_then(|o| o.as_str())
+        .unwrap_or("unknown")
+        .to_string();
+    Ok((names, os))
 }

@@ -13,11 +13,12 @@ use subtle::ConstantTimeEq;
 
 use super::session::{self, COOKIE, LOGIN_COOKIE};
 use super::{PageError, PageResult, Signed};
+use crate::engine::approvals::{self, Actor as ApprovalActor, ApprovalError, Decision, Rules};
 use crate::engine::queue::{self as engine_queue, AddRequest, QueueError};
+use crate::engine::rollout::rollback;
 use crate::server::AppState;
 use crate::server::auth::{self, Role};
 use crate::store::audit::{self, AuditEntry};
-use crate::engine::approvals::{self, Actor as ApprovalActor, ApprovalError, Decision, Rules};
 use crate::store::dashboard::{self as db, Actor};
 use crate::store::queue::QUEUE_OS;
 use crate::store::{StoreError, notifications};
@@ -652,20 +653,40 @@ pub async fn run_rollback(
         Ok(r) => r.unwrap_or_default(),
         Err(m) => return Ok(done(&state, &signed, &back, "error", m)),
     };
-    let who = actor(&signed);
-    let n = hosts.len();
-    let res = state
+    let (names, os) = match state
         .store
-        .write(move |tx| db::request_rollback(tx, id, &hosts, &reason, &who))
-        .await;
-    match res {
-        Ok(_) => Ok(done(
+        .read(move |c| db::rollback_selection(c, id, &hosts))
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => return refused(&state, &signed, &back, e),
+    };
+    let Some(client) = state.uyuni.load_full() else {
+        return Ok(done(
             &state,
             &signed,
             &back,
-            "ok",
-            format!("Rollback requested for {n} host(s) of run {id}."),
-        )),
-        Err(e) => refused(&state, &signed, &back, e),
-    }
+            "error",
+            "rolling back needs the UYUNI connection, and this server has none (uyuni.url is not set); nothing was changed".to_string(),
+        ));
+    };
+    // The rollback runs UYUNI actions for minutes: it continues in the background and the
+    // run page shows the hosts move rolling_back → rolled_back | rollback_failed.
+    let store = state.store.clone();
+    let who = signed.principal.name.clone();
+    let n = names.len();
+    tokio::spawn(async move {
+        let selection = rollback::Selection::Hosts(names);
+        match rollback::rollback(&client, &store, id, &os, &selection, &who, &reason).await {
+            Ok(out) => tracing::info!(run = id, hosts = out.len(), "dashboard rollback finished"),
+            Err(e) => tracing::error!(run = id, error = %e, "dashboard rollback failed"),
+        }
+    });
+    Ok(done(
+        &state,
+        &signed,
+        &back,
+        "ok",
+        format!("Rollback of {n} host(s) of run {id} started; this page follows their progress."),
+    ))
 }

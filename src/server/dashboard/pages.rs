@@ -302,7 +302,7 @@ pub async fn run_progress(
     Ok(Json(json!({
         "id": run["id"],
         "status": run["status"],
-        "active": run["active"],
+        "active": run["live"],
         "phase_detail": run["phase_detail"],
         "current_wave": run["current_wave"],
         "total_waves": run["total_waves"],
