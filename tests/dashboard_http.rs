@@ -4,7 +4,7 @@
 
 mod dashboard_support;
 
-use dashboard_support::{Server, start};
+use dashboard_support::{Server, start, start_with};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use spm::server::ServerConfig;
@@ -644,4 +644,66 @@ async fn rollback_of_selected_hosts_is_checked_all_or_nothing_and_needs_uyuni() 
     let (_, page) = op.get("/ui/runs/1").await;
     assert!(page.contains("rolling back needs the UYUNI connection"));
     assert!(s.audit("run.rollback").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_goes_through_the_rollout_engine_with_a_uyuni_connection() {
+    let s = start_with(ServerConfig::default(), true).await;
+    let (_, op) = sign_in(&s, &s.operator).await;
+    let op = op.expect("operator");
+    let (status, _) = op
+        .post(
+            "/ui/runs/1/rollback",
+            &[("host", "1"), ("reason", "regression on web-01")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, page) = op.get("/ui/runs/1").await;
+    assert!(page.contains("Rollback of 1 host(s) of run 1 started"));
+    // The engine marks the host, records the rollback and the audit row, then ends the
+    // host: this seeded run recorded no pre-patch versions, so it cannot be restored.
+    let t0 = std::time::Instant::now();
+    let (status, error) = loop {
+        let row: (String, Option<String>) = s
+            .store
+            .read_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT status, error FROM patch_run_hosts WHERE id = 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?)
+            })
+            .expect("host row");
+        if row.0 != "ok" && row.0 != "rolling_back" {
+            break row;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "the rollback did not finish: {row:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, "rollback_failed");
+    assert!(
+        error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no pre-patch package versions"),
+        "{error:?}"
+    );
+    let audit = s.audit("run.rollback");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].0, "oscar-operator");
+    assert_eq!(audit[0].3.as_deref(), Some("regression on web-01"));
+    let rollbacks: i64 = s
+        .store
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM rollbacks WHERE run_id = 1 AND initiated_by = 'oscar-operator'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .expect("rollbacks");
+    assert_eq!(rollbacks, 1);
 }

@@ -37,6 +37,8 @@ pub struct Server {
     pub revoked: String,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The simulated UYUNI, when started with one.
+    pub sim: Option<spm::sim::SimHandle>,
 }
 
 impl Drop for Server {
@@ -62,7 +64,13 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// Start a server with `config` (listen address forced to an ephemeral loopback port).
-pub async fn start(mut config: ServerConfig) -> Server {
+pub async fn start(config: ServerConfig) -> Server {
+    start_with(config, false).await
+}
+
+/// Like [`start`]; with `uyuni`, also a simulated UYUNI on loopback whose real client is
+/// handed to the server.
+pub async fn start_with(mut config: ServerConfig, uyuni: bool) -> Server {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open(&dir.path().join("spm.db")).expect("open store");
@@ -108,6 +116,26 @@ pub async fn start(mut config: ServerConfig) -> Server {
     config.listen = "127.0.0.1:0".into();
     let state = AppState::new(store.clone(), config, false);
     state.scripts.store(Some(Arc::clone(&host)));
+    let sim = if uyuni {
+        let sim = spm::sim::SimServer::start(spm::sim::SimOptions {
+            timings: spm::sim::clock::Timings::instant(),
+            ..spm::sim::SimOptions::default()
+        })
+        .await
+        .expect("start the simulated UYUNI");
+        let client = spm::services::uyuni::UyuniClient::new(&spm::services::uyuni::UyuniConfig {
+            url: sim.url(),
+            user: "admin".into(),
+            password: spm::services::uyuni::Secret::new("admin"),
+            poll_initial_ms: 20,
+            ..spm::services::uyuni::UyuniConfig::default()
+        })
+        .expect("UYUNI client");
+        state.uyuni.store(Some(Arc::new(client)));
+        Some(sim)
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
@@ -133,6 +161,7 @@ pub async fn start(mut config: ServerConfig) -> Server {
         revoked: toks[4].clone(),
         shutdown,
         task: Some(task),
+        sim,
     }
 }
 
