@@ -125,12 +125,33 @@ function M.lock_path(os)
   return "/var/lib/dpkg/lock-frontend"
 end
 
+--- Script that exits 0 when a process holds a POSIX lock on `path`, 1 when none does,
+--- reading /proc/locks (needs only coreutils and grep). Used where `fuser` (psmisc) is
+--- missing, as on a minimal Debian or Ubuntu install. /proc/locks names the locked file
+--- as `MAJOR:MINOR:INODE`; only the inode is compared, so a lock on another file system
+--- with the same inode number could be counted too (it errs on the side of "held").
+---@param path string
+---@return string
+function M.proc_locks_script(path)
+  local q = spm.shell.quote(path)
+  return "test -e "
+    .. q
+    .. " || exit 1\ni=$(stat -c %i "
+    .. q
+    .. ") || exit 2\ngrep -q \":$i \" /proc/locks"
+end
+
 --- True when the package manager lock is held by a process.
 ---@param ctx table
 ---@return boolean
 function M.lock_held(ctx)
-  local r = remote.run(ctx, "fuser " .. spm.shell.quote(M.lock_path(ctx.os)))
-  -- fuser exits 0 when a process holds the file, 1 when none does.
+  local path = M.lock_path(ctx.os)
+  local r = remote.run(ctx, "fuser " .. spm.shell.quote(path))
+  if r.exit_code == 127 then
+    -- No fuser on this system: read the kernel's lock table instead.
+    r = remote.run(ctx, M.proc_locks_script(path))
+  end
+  -- Both exit 0 when a process holds the file, 1 when none does.
   if r.exit_code == 0 then
     return true
   elseif r.exit_code == 1 then
@@ -138,7 +159,11 @@ function M.lock_held(ctx)
   end
   spm.fail({
     kind = "infrastructure",
-    message = "cannot check the package manager lock: " .. remote.excerpt(r.stderr),
+    message = string.format(
+      "cannot check the package manager lock (exit %d): %s",
+      r.exit_code,
+      remote.excerpt(r.stderr)
+    ),
   })
 end
 
