@@ -302,6 +302,12 @@ async fn real_patch_tests_through_the_engine_and_the_shipped_lua() {
     assert_eq!(t.row.rollback_strategy.as_deref(), Some("snapshot"), "{}", t.explain());
     assert_eq!(t.row.rollback_status.as_deref(), Some("verified"), "{}", t.explain());
     assert_eq!(rig.version(&b, "spm-demo-svc").await, before_b);
+    assert_eq!(
+        t.row.state.pointer("/rollback/files_verified/0"),
+        Some(&Value::from("spm-demo-svc")),
+        "the snapshot rollback ran dpkg --verify: {}",
+        t.explain()
+    );
     let verify = rig.sh(&b, "dpkg --verify spm-demo-svc").await;
     assert!(
         verify.rc == 0 && verify.stdout.trim().is_empty(),
@@ -354,6 +360,31 @@ async fn real_patch_tests_through_the_engine_and_the_shipped_lua() {
         .sh(&b, "dpkg-query -W -f '${db:Status-Abbrev}${Version}' spm-demo-postinst")
         .await;
     assert_eq!(q.stdout.trim(), "ii 1.0", "dpkg after rollback: {q:?}");
+
+    // 6. A held dpkg lock (a real fcntl lock; the minimal system has no fuser) stops the
+    //    test in pre_check as transient, before anything changes.
+    let holder = rig
+        .sh(
+            &a,
+            "setsid python3 -c 'import fcntl, time\n\
+             f = open(\"/var/lib/dpkg/lock-frontend\", \"w\")\n\
+             fcntl.lockf(f, fcntl.LOCK_EX)\n\
+             time.sleep(120)' </dev/null >/dev/null 2>&1 &\n\
+             echo $!\nsleep 1",
+        )
+        .await;
+    let pid = holder.stdout.trim().to_string();
+    assert!(
+        holder.rc == 0 && pid.parse::<u32>().is_ok(),
+        "lock holder: {holder:?}"
+    );
+    let app_before = rig.version(&a, "spm-demo-app").await;
+    let (out, t) = rig.run("SPM-LAB-APP", &a, &["package"]).await;
+    let _ = rig.sh(&a, &format!("kill {pid}")).await;
+    assert_eq!(out.name(), "retry_pending", "{}", t.explain());
+    assert_eq!(t.row.failure_phase.as_deref(), Some("pre_check"), "{}", t.explain());
+    assert_eq!(t.row.failure_class.as_deref(), Some("transient"), "{}", t.explain());
+    assert_eq!(rig.version(&a, "spm-demo-app").await, app_before);
 
     let Rig { lab, sim, .. } = rig;
     sim.shutdown().await;

@@ -2,6 +2,7 @@
 -- Verifies that a rollback really restored the captured package versions.
 
 local pkg = require("pkg")
+local remote = require("remote")
 
 local M = {}
 
@@ -34,6 +35,54 @@ function M.versions_restored(ctx, before)
     })
   end
   return restored
+end
+
+--- Fail (kind infrastructure) unless the package manager finds every file of the named
+--- packages as shipped (`dpkg --verify` / `rpm -V`); changed config files are allowed,
+--- an administrator may have edited them. Versions alone do not prove a snapshot rollback:
+--- snapper's undo skips a file whose mtime did not change, even when its content did.
+--- Returns the names checked.
+---@param ctx table
+---@param names string[]
+---@return string[]
+function M.files_intact(ctx, names)
+  if #names == 0 then
+    return names
+  end
+  local script
+  if pkg.family(ctx.os) == "rpm" then
+    script = "rpm -V " .. spm.shell.join(names)
+  else
+    script = "dpkg --verify " .. spm.shell.join(names)
+  end
+  local r = remote.run(ctx, script)
+  local bad = {}
+  for _, line in ipairs(remote.lines(r.stdout)) do
+    -- "<attributes> [c] <path>" (or "missing <path>"); "c" marks a config file.
+    local rest = line:match("^%S+%s+(.*)$")
+    if not (rest and rest:match("^c%s")) then
+      bad[#bad + 1] = line
+    end
+  end
+  if #bad > 0 then
+    spm.fail({
+      kind = "infrastructure",
+      message = "rollback not verified, files differ from their packages: "
+        .. remote.excerpt(table.concat(bad, "; ")),
+    })
+  end
+  -- dpkg exits 1 and rpm exits 1 when something does not verify; anything else is broken.
+  if r.exit_code ~= 0 then
+    spm.fail({
+      kind = "infrastructure",
+      message = string.format(
+        "verifying package files failed (exit %d): %s",
+        r.exit_code,
+        remote.excerpt(r.stderr ~= "" and r.stderr or r.stdout)
+      ),
+    })
+  end
+  return names
 end
 
 return M
