@@ -50,6 +50,8 @@ end
 
 --- Installed versions of the named packages, keyed by name (absent names are left out),
 --- read on the system itself (dpkg-query / rpm), not from UYUNI's possibly stale profile.
+--- Debian packages carry their dpkg `status` ("ii" fully installed, "iF" half-configured
+--- after a failed postinst, ...); removed packages that keep config files are absent.
 ---@param ctx table
 ---@param names string[]
 ---@return table<string, table>
@@ -67,7 +69,9 @@ function M.installed(ctx, names)
     script = "rpm -q --qf '%{NAME}\\t%{EPOCH}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\n' "
       .. spm.shell.join(names)
   else
-    script = "dpkg-query -W -f '${Package}\\t${Version}\\t${Architecture}\\n' "
+    -- The status goes first: dpkg-query also lists packages that are removed but keep
+    -- their config files ("rc") or are merely known ("un"), with a version.
+    script = "dpkg-query -W -f '${db:Status-Abbrev}\\t${Package}\\t${Version}\\t${Architecture}\\n' "
       .. spm.shell.join(names)
   end
   -- Exit 1 only means some name is not installed; anything else is a broken query.
@@ -90,9 +94,21 @@ function M.installed(ctx, names)
     if M.family(ctx.os) == "rpm" and #f == 5 and wanted[f[1]] then
       local epoch = (f[2] == "(none)") and "" or f[2]
       out[f[1]] = { name = f[1], epoch = epoch, version = f[3], release = f[4], arch = f[5] }
-    elseif M.family(ctx.os) == "deb" and #f == 3 and wanted[f[1]] then
-      local epoch, version, release = M.split_deb_version(f[2])
-      out[f[1]] = { name = f[1], epoch = epoch, version = version, release = release, arch = f[3] }
+    elseif M.family(ctx.os) == "deb" and #f == 4 and wanted[f[2]] then
+      -- Status-Abbrev: desired action, package state, error flag ("ii ", "iF ", "rc ").
+      local status = f[1]:gsub("%s+$", "")
+      local state = status:sub(2, 2)
+      if state ~= "n" and state ~= "c" and state ~= "" then
+        local epoch, version, release = M.split_deb_version(f[3])
+        out[f[2]] = {
+          name = f[2],
+          epoch = epoch,
+          version = version,
+          release = release,
+          arch = f[4],
+          status = status,
+        }
+      end
     end
   end
   return out
@@ -138,7 +154,7 @@ function M.proc_locks_script(path)
     .. q
     .. " || exit 1\ni=$(stat -c %i "
     .. q
-    .. ") || exit 2\ngrep -q \":$i \" /proc/locks"
+    .. ') || exit 2\ngrep -q ":$i " /proc/locks'
 end
 
 --- True when the package manager lock is held by a process.

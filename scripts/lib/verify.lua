@@ -7,7 +7,7 @@ local remote = require("remote")
 local M = {}
 
 --- Fail (kind infrastructure) unless every package in `before` is installed at exactly its
---- captured version. Returns the list of restored packages.
+--- captured version (and, on Debian, fully configured). Returns the list of restored packages.
 ---@param ctx table
 ---@param before table<string, table>
 ---@return table[]
@@ -22,7 +22,11 @@ function M.versions_restored(ctx, before)
   for _, name in ipairs(names) do
     local want = pkg.evr(before[name])
     local have = now[name] and pkg.evr(now[name]) or "(not installed)"
-    if have == want then
+    local status = now[name] and now[name].status
+    if have == want and status and status ~= "ii" then
+      wrong[#wrong + 1] =
+        string.format("%s is %s but not fully installed (dpkg status %s)", name, have, status)
+    elseif have == want then
       restored[#restored + 1] = { name = name, version = want }
     else
       wrong[#wrong + 1] = string.format("%s is %s, expected %s", name, have, want)
@@ -56,8 +60,9 @@ function M.files_intact(ctx, names)
     script = "dpkg --verify " .. spm.shell.join(names)
   end
   local r = remote.run(ctx, script)
+  local lines = remote.lines(r.stdout)
   local bad = {}
-  for _, line in ipairs(remote.lines(r.stdout)) do
+  for _, line in ipairs(lines) do
     -- "<attributes> [c] <path>" (or "missing <path>"); "c" marks a config file.
     local rest = line:match("^%S+%s+(.*)$")
     if not (rest and rest:match("^c%s")) then
@@ -71,8 +76,9 @@ function M.files_intact(ctx, names)
         .. remote.excerpt(table.concat(bad, "; ")),
     })
   end
-  -- dpkg exits 1 and rpm exits 1 when something does not verify; anything else is broken.
-  if r.exit_code ~= 0 then
+  -- Both exit 1 when something (here: only config files) does not verify; exit 1 without
+  -- a report (a package that is not installed) or any other code is a broken check.
+  if r.exit_code > 1 or (r.exit_code == 1 and #lines == 0) or r.exit_code < 0 then
     spm.fail({
       kind = "infrastructure",
       message = string.format(

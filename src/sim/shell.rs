@@ -1038,7 +1038,8 @@ impl Shell<'_> {
                 &fmt.replace("${Package}", &p.name)
                     .replace("${Version}", &p.evr.to_string())
                     .replace("${Architecture}", arch)
-                    .replace("${Status}", "install ok installed"),
+                    .replace("${Status}", "install ok installed")
+                    .replace("${db:Status-Abbrev}", "ii "),
             ));
         }
         o
