@@ -59,10 +59,8 @@ struct Rig {
 /// no Prometheus checks (metrics validation is covered by `engine_sim`).
 fn config(system: &str, rollback_order: &[&str]) -> TestConfig {
     let mut c = TestConfig::default();
-    c.critical_services.insert(
-        "debian".into(),
-        vec!["ssh".into(), "spm-demo-svc".into()],
-    );
+    c.critical_services
+        .insert("debian".into(), vec!["ssh".into(), "spm-demo-svc".into()]);
     c.systems = vec![system.to_string()];
     c.rollback_order = rollback_order.iter().map(|s| s.to_string()).collect();
     c.checks = Vec::new();
@@ -260,7 +258,9 @@ async fn real_patch_tests_through_the_engine_and_the_shipped_lua() {
     assert_eq!(t.row.status, TestStatus::Passed);
     assert_eq!(t.phase("reboot"), PhaseStatus::Skipped);
     assert_eq!(
-        t.row.evidence.pointer("/packages/before/spm-demo-ok/version"),
+        t.row
+            .evidence
+            .pointer("/packages/before/spm-demo-ok/version"),
         Some(&Value::from("1.0")),
         "{}",
         t.row.evidence
@@ -272,14 +272,27 @@ async fn real_patch_tests_through_the_engine_and_the_shipped_lua() {
     assert_eq!(rig.sh(&a, "systemctl is-active spm-demo-svc").await.rc, 0);
     let (out, t) = rig.run("SPM-LAB-SVC", &a, &["package"]).await;
     assert_eq!(out.name(), "failed", "{}", t.explain());
-    assert_eq!(t.row.failure_phase.as_deref(), Some("services"), "{}", t.explain());
+    assert_eq!(
+        t.row.failure_phase.as_deref(),
+        Some("services"),
+        "{}",
+        t.explain()
+    );
     assert_eq!(t.row.failure_class.as_deref(), Some("regression"));
     assert_eq!(t.row.rollback_strategy.as_deref(), Some("package"));
-    assert_eq!(t.row.rollback_status.as_deref(), Some("verified"), "{}", t.explain());
+    assert_eq!(
+        t.row.rollback_status.as_deref(),
+        Some("verified"),
+        "{}",
+        t.explain()
+    );
     assert_eq!(t.phase("post_rollback"), PhaseStatus::Passed);
     assert_eq!(rig.version(&a, "spm-demo-svc").await, "1.0");
     let q = rig
-        .sh(&a, "dpkg-query -W -f '${db:Status-Abbrev}${Version}' spm-demo-svc")
+        .sh(
+            &a,
+            "dpkg-query -W -f '${db:Status-Abbrev}${Version}' spm-demo-svc",
+        )
         .await;
     assert_eq!(q.stdout.trim(), "ii 1.0", "dpkg after rollback: {q:?}");
     let active = rig.sh(&a, "systemctl is-active spm-demo-svc").await;
@@ -291,7 +304,12 @@ async fn real_patch_tests_through_the_engine_and_the_shipped_lua() {
     assert_eq!(before_b, "1.0");
     let (out, t) = rig.run("SPM-LAB-SVC", &b, &["snapshot", "package"]).await;
     assert_eq!(out.name(), "failed", "{}", t.explain());
-    assert_eq!(t.row.failure_phase.as_deref(), Some("services"), "{}", t.explain());
+    assert_eq!(
+        t.row.failure_phase.as_deref(),
+        Some("services"),
+        "{}",
+        t.explain()
+    );
     assert_eq!(
         t.row.state.pointer("/snapshot/available"),
         Some(&Value::Bool(true)),
@@ -299,8 +317,18 @@ async fn real_patch_tests_through_the_engine_and_the_shipped_lua() {
         t.explain()
     );
     assert!(t.row.snapshot_id.is_some());
-    assert_eq!(t.row.rollback_strategy.as_deref(), Some("snapshot"), "{}", t.explain());
-    assert_eq!(t.row.rollback_status.as_deref(), Some("verified"), "{}", t.explain());
+    assert_eq!(
+        t.row.rollback_strategy.as_deref(),
+        Some("snapshot"),
+        "{}",
+        t.explain()
+    );
+    assert_eq!(
+        t.row.rollback_status.as_deref(),
+        Some("verified"),
+        "{}",
+        t.explain()
+    );
     assert_eq!(rig.version(&b, "spm-demo-svc").await, before_b);
     assert_eq!(
         t.row.state.pointer("/rollback/files_verified/0"),
@@ -345,7 +373,12 @@ async fn real_patch_tests_through_the_engine_and_the_shipped_lua() {
     //    captured before the apply.
     let (out, t) = rig.run("SPM-LAB-POSTINST", &b, &["package"]).await;
     assert_eq!(out.name(), "failed", "{}", t.explain());
-    assert_eq!(t.row.failure_phase.as_deref(), Some("patch"), "{}", t.explain());
+    assert_eq!(
+        t.row.failure_phase.as_deref(),
+        Some("patch"),
+        "{}",
+        t.explain()
+    );
     assert_eq!(
         t.row
             .state
@@ -355,9 +388,17 @@ async fn real_patch_tests_through_the_engine_and_the_shipped_lua() {
         t.explain()
     );
     assert_eq!(t.row.rollback_strategy.as_deref(), Some("package"));
-    assert_eq!(t.row.rollback_status.as_deref(), Some("verified"), "{}", t.explain());
+    assert_eq!(
+        t.row.rollback_status.as_deref(),
+        Some("verified"),
+        "{}",
+        t.explain()
+    );
     let q = rig
-        .sh(&b, "dpkg-query -W -f '${db:Status-Abbrev}${Version}' spm-demo-postinst")
+        .sh(
+            &b,
+            "dpkg-query -W -f '${db:Status-Abbrev}${Version}' spm-demo-postinst",
+        )
         .await;
     assert_eq!(q.stdout.trim(), "ii 1.0", "dpkg after rollback: {q:?}");
 
@@ -382,8 +423,18 @@ async fn real_patch_tests_through_the_engine_and_the_shipped_lua() {
     let (out, t) = rig.run("SPM-LAB-APP", &a, &["package"]).await;
     let _ = rig.sh(&a, &format!("kill {pid}")).await;
     assert_eq!(out.name(), "retry_pending", "{}", t.explain());
-    assert_eq!(t.row.failure_phase.as_deref(), Some("pre_check"), "{}", t.explain());
-    assert_eq!(t.row.failure_class.as_deref(), Some("transient"), "{}", t.explain());
+    assert_eq!(
+        t.row.failure_phase.as_deref(),
+        Some("pre_check"),
+        "{}",
+        t.explain()
+    );
+    assert_eq!(
+        t.row.failure_class.as_deref(),
+        Some("transient"),
+        "{}",
+        t.explain()
+    );
     assert_eq!(rig.version(&a, "spm-demo-app").await, app_before);
 
     let Rig { lab, sim, .. } = rig;

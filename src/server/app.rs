@@ -27,11 +27,11 @@ use crate::engine::queue::{AutoQueueRule, auto_queue};
 use crate::engine::score::Scorer;
 use crate::engine::sync::uyuni_source::UyuniSource;
 use crate::engine::sync::{NoProgress, SyncConfig, run_sync};
+use crate::engine::testing::TestEngine;
 use crate::host::contracts::Contracts;
 use crate::host::reload::{ScriptHost, WatchMode};
 use crate::server::auth::{Role, create_token};
 use crate::server::service::Service;
-use crate::engine::testing::TestEngine;
 use crate::services::prom::{PromClient, PromConfig};
 use crate::services::uyuni::UyuniClient;
 use crate::sim::server::{SimHandle, SimOptions, SimServer};
@@ -133,7 +133,10 @@ pub async fn start_embedded(config: &mut Config, opts: &ServeOptions) -> anyhow:
         if config.test.critical_services.get("debian").cloned() == default_debian {
             config.test.critical_services.insert(
                 "debian".into(),
-                LAB_CRITICAL_SERVICES.iter().map(|s| s.to_string()).collect(),
+                LAB_CRITICAL_SERVICES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
             );
         }
         println!(
@@ -210,7 +213,10 @@ async fn start_prometheus(db_path: &Path, sim: &SimHandle) -> anyhow::Result<Pro
     let log = std::fs::File::create(dir.join("prometheus.log")).context("Prometheus log file")?;
     let child = tokio::process::Command::new(binary)
         .arg(format!("--config.file={}", cfg_path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
@@ -275,7 +281,9 @@ pub async fn start_scripts(
             debounce: Duration::from_millis(config.scripts.debounce_ms.max(10)),
         }
     };
-    let watch = host.watch(mode).context("watching phases/, policies/, scripts/")?;
+    let watch = host
+        .watch(mode)
+        .context("watching phases/, policies/, scripts/")?;
     let token = service.shutdown.clone();
     service.spawn(async move {
         token.cancelled().await;
@@ -299,9 +307,8 @@ pub fn start_sync(
         UyuniClient::new(&crate::cli::sync::client_config(&config.uyuni)?)
             .context("building the UYUNI client")?,
     );
-    let scorer = Arc::new(
-        Scorer::new((&config.score).into()).context("invalid [score] configuration")?,
-    );
+    let scorer =
+        Arc::new(Scorer::new((&config.score).into()).context("invalid [score] configuration")?);
     let sync_config = SyncConfig::from(&config.sync);
     let rule = AutoQueueRule::from(&config.queue);
     let every = Duration::from_secs(config.sync.interval_secs.max(10));
