@@ -99,7 +99,8 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
             Err(e) => tracing::error!(error = %format!("{e:#}"), "notifications disabled"),
         }
         if let Some(uyuni) = app::start_sync(&store, &global, &mut service)? {
-            app::start_tests(&store, &global, host, uyuni, &mut service).await?;
+            app::start_tests(&store, &global, host.clone(), uyuni.clone(), &mut service).await?;
+            app::start_scheduler(&store, host, uyuni, &mut service).await?;
         }
         println!(
             "spm is serving on http://{} (API under /api/v1; Ctrl-C stops it)",
