@@ -50,6 +50,8 @@ end
 
 --- Installed versions of the named packages, keyed by name (absent names are left out),
 --- read on the system itself (dpkg-query / rpm), not from UYUNI's possibly stale profile.
+--- Debian packages carry their dpkg `status` ("ii" fully installed, "iF" half-configured
+--- after a failed postinst, ...); removed packages that keep config files are absent.
 ---@param ctx table
 ---@param names string[]
 ---@return table<string, table>
@@ -67,7 +69,9 @@ function M.installed(ctx, names)
     script = "rpm -q --qf '%{NAME}\\t%{EPOCH}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\n' "
       .. spm.shell.join(names)
   else
-    script = "dpkg-query -W -f '${Package}\\t${Version}\\t${Architecture}\\n' "
+    -- The status goes first: dpkg-query also lists packages that are removed but keep
+    -- their config files ("rc") or are merely known ("un"), with a version.
+    script = "dpkg-query -W -f '${db:Status-Abbrev}\\t${Package}\\t${Version}\\t${Architecture}\\n' "
       .. spm.shell.join(names)
   end
   -- Exit 1 only means some name is not installed; anything else is a broken query.
@@ -90,9 +94,21 @@ function M.installed(ctx, names)
     if M.family(ctx.os) == "rpm" and #f == 5 and wanted[f[1]] then
       local epoch = (f[2] == "(none)") and "" or f[2]
       out[f[1]] = { name = f[1], epoch = epoch, version = f[3], release = f[4], arch = f[5] }
-    elseif M.family(ctx.os) == "deb" and #f == 3 and wanted[f[1]] then
-      local epoch, version, release = M.split_deb_version(f[2])
-      out[f[1]] = { name = f[1], epoch = epoch, version = version, release = release, arch = f[3] }
+    elseif M.family(ctx.os) == "deb" and #f == 4 and wanted[f[2]] then
+      -- Status-Abbrev: desired action, package state, error flag ("ii ", "iF ", "rc ").
+      local status = f[1]:gsub("%s+$", "")
+      local state = status:sub(2, 2)
+      if state ~= "n" and state ~= "c" and state ~= "" then
+        local epoch, version, release = M.split_deb_version(f[3])
+        out[f[2]] = {
+          name = f[2],
+          epoch = epoch,
+          version = version,
+          release = release,
+          arch = f[4],
+          status = status,
+        }
+      end
     end
   end
   return out
@@ -125,12 +141,33 @@ function M.lock_path(os)
   return "/var/lib/dpkg/lock-frontend"
 end
 
+--- Script that exits 0 when a process holds a POSIX lock on `path`, 1 when none does,
+--- reading /proc/locks (needs only coreutils and grep). Used where `fuser` (psmisc) is
+--- missing, as on a minimal Debian or Ubuntu install. /proc/locks names the locked file
+--- as `MAJOR:MINOR:INODE`; only the inode is compared, so a lock on another file system
+--- with the same inode number could be counted too (it errs on the side of "held").
+---@param path string
+---@return string
+function M.proc_locks_script(path)
+  local q = spm.shell.quote(path)
+  return "test -e "
+    .. q
+    .. " || exit 1\ni=$(stat -c %i "
+    .. q
+    .. ') || exit 2\ngrep -q ":$i " /proc/locks'
+end
+
 --- True when the package manager lock is held by a process.
 ---@param ctx table
 ---@return boolean
 function M.lock_held(ctx)
-  local r = remote.run(ctx, "fuser " .. spm.shell.quote(M.lock_path(ctx.os)))
-  -- fuser exits 0 when a process holds the file, 1 when none does.
+  local path = M.lock_path(ctx.os)
+  local r = remote.run(ctx, "fuser " .. spm.shell.quote(path))
+  if r.exit_code == 127 then
+    -- No fuser on this system: read the kernel's lock table instead.
+    r = remote.run(ctx, M.proc_locks_script(path))
+  end
+  -- Both exit 0 when a process holds the file, 1 when none does.
   if r.exit_code == 0 then
     return true
   elseif r.exit_code == 1 then
@@ -138,7 +175,11 @@ function M.lock_held(ctx)
   end
   spm.fail({
     kind = "infrastructure",
-    message = "cannot check the package manager lock: " .. remote.excerpt(r.stderr),
+    message = string.format(
+      "cannot check the package manager lock (exit %d): %s",
+      r.exit_code,
+      remote.excerpt(r.stderr)
+    ),
   })
 end
 

@@ -1,7 +1,7 @@
 ---@spm api=1 kind=rollback
 -- Undo the patch with `snapper undochange N..0`, reboot when the patch touched the kernel or
 -- rebooted the system (else restart critical services left down), then verify the captured
--- package versions are back.
+-- package versions are back and every file of those packages is as shipped.
 
 local remote = require("remote")
 local reboot = require("reboot")
@@ -39,12 +39,18 @@ return {
       end
     end
     local before = (ctx.state.patch or {}).before or {}
+    local restored = verify.versions_restored(ctx, before)
+    local names = {}
+    for _, p in ipairs(restored) do
+      names[#names + 1] = p.name
+    end
     return {
       strategy = "snapshot",
       snapshot = n,
       reboot = rebooted,
       restarted = down,
-      restored = verify.versions_restored(ctx, before),
+      restored = restored,
+      files_verified = verify.files_intact(ctx, names),
     }
   end,
 }

@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// the first start, print a one-time admin token.
     #[arg(long)]
     sim: bool,
+    /// With `--sim`: back the simulator with N real lab systems (root only; see `spm
+    /// lab`), torn down when the service stops.
+    #[arg(long, requires = "sim", value_name = "N")]
+    lab: Option<u32>,
 }
 
 /// Run `spm serve` until SIGINT or SIGTERM.
@@ -57,6 +61,7 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
         let opts = app::ServeOptions {
             sim: args.sim,
             dev_insecure: args.dev_insecure,
+            lab: args.lab,
         };
         let embedded = app::start_embedded(&mut global, &opts).await?;
         let store = Store::open(&global.database.path).context("opening the database")?;
@@ -113,8 +118,8 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
         let result = service
             .run_until(shutdown_signal(), Duration::from_secs(30))
             .await;
-        drop(embedded);
-        result
+        let stopped = embedded.shutdown().await;
+        result.and(stopped)
     })?;
     Ok(Outcome::Ok)
 }

@@ -44,6 +44,8 @@ pub struct ServeOptions {
     pub sim: bool,
     /// No authentication (development only).
     pub dev_insecure: bool,
+    /// Back the embedded simulator with this many real lab systems (`--lab N`, root only).
+    pub lab: Option<u32>,
 }
 
 /// Parts started before the HTTP server, kept alive for the service's lifetime.
@@ -52,7 +54,40 @@ pub struct Embedded {
     pub sim: Option<SimHandle>,
     /// A Prometheus child process, when one was started for the simulator.
     pub prometheus: Option<PrometheusChild>,
+    /// The lab behind the simulator, when `--lab N`.
+    pub lab: Option<Arc<crate::lab::Lab>>,
 }
+
+impl Embedded {
+    /// Stop the simulator and Prometheus, then tear the lab down (when there is one).
+    /// Fails when the lab teardown left something behind.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let Embedded {
+            sim,
+            prometheus,
+            lab,
+        } = self;
+        drop(prometheus);
+        if let Some(sim) = sim {
+            sim.shutdown().await;
+        }
+        if let Some(lab) = lab {
+            // The simulator's lab worker holds clones until its tasks end; `teardown`
+            // removes the lab whether or not this was the last handle.
+            drop(lab);
+            let left = crate::lab::teardown();
+            anyhow::ensure!(
+                left.is_empty(),
+                "lab teardown left behind: {}",
+                left.join("; ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Critical services of the lab's minimal Debian 12 systems (no cron or rsyslog there).
+const LAB_CRITICAL_SERVICES: &[&str] = &["ssh", "spm-demo-svc"];
 
 /// A Prometheus server started as a child process; killed on drop.
 pub struct PrometheusChild {
@@ -70,14 +105,55 @@ impl Drop for PrometheusChild {
 /// Start the embedded simulator (when asked) and point the UYUNI settings at it.
 pub async fn start_embedded(config: &mut Config, opts: &ServeOptions) -> anyhow::Result<Embedded> {
     if !opts.sim {
+        anyhow::ensure!(opts.lab.is_none(), "--lab needs --sim");
         return Ok(Embedded {
             sim: None,
             prometheus: None,
+            lab: None,
         });
     }
-    let sim = SimServer::start(SimOptions::default())
-        .await
-        .context("starting the embedded UYUNI simulator")?;
+    let mut sim_opts = SimOptions::default();
+    let mut lab = None;
+    if let Some(n) = opts.lab {
+        let up = crate::lab::Lab::up(n, crate::lab::LabOptions::default())
+            .await
+            .context("starting the lab")?;
+        // From here on a failure drops `up`, which tears the lab down.
+        let fleet = crate::sim::lab::fleet(&up)
+            .await
+            .context("mapping lab systems to simulated systems")?;
+        let up = Arc::new(up);
+        sim_opts.fleet = crate::sim::FleetSource::Fleet(Box::new(fleet));
+        sim_opts.lab = Some(up.clone());
+        lab = Some(up);
+        let default_debian = crate::config::TestConfig::default()
+            .critical_services
+            .get("debian")
+            .cloned();
+        if config.test.critical_services.get("debian").cloned() == default_debian {
+            config.test.critical_services.insert(
+                "debian".into(),
+                LAB_CRITICAL_SERVICES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            );
+        }
+        println!(
+            "lab: {} real Debian 12 systems (critical services {:?})",
+            n,
+            config.test.critical_services.get("debian")
+        );
+    }
+    let sim = match SimServer::start(sim_opts).await {
+        Ok(s) => s,
+        Err(e) => {
+            if lab.take().is_some() {
+                let _ = crate::lab::teardown();
+            }
+            return Err(anyhow::Error::new(e).context("starting the embedded UYUNI simulator"));
+        }
+    };
     config.uyuni.url = Some(sim.url());
     config.uyuni.user = Some("admin".into());
     config.uyuni.password = Some(crate::config::Secret::new("admin"));
@@ -107,6 +183,7 @@ pub async fn start_embedded(config: &mut Config, opts: &ServeOptions) -> anyhow:
     Ok(Embedded {
         sim: Some(sim),
         prometheus,
+        lab,
     })
 }
 

@@ -384,7 +384,9 @@ pub fn advisory_for(name: &str) -> String {
 }
 
 /// The fleet a lab maps to: one simulated Debian 12 system per lab system with its real
-/// installed packages, the lab packages in the channel, and one erratum per scenario.
+/// installed packages, the lab packages in the channel, and one erratum per scenario. The
+/// systems are in the groups `lab` and `test-debian`, so the default sync scope (test
+/// groups, prefix `test-`) and the engine's group-based system choice find them.
 pub async fn fleet(lab: &Lab) -> Result<FleetFile, crate::lab::LabError> {
     let mut ff = FleetFile {
         seed: 1,
@@ -449,7 +451,7 @@ pub async fn fleet(lab: &Lab) -> Result<FleetFile, crate::lab::LabError> {
         ff.systems.push(SystemSpec {
             name: s.name().to_string(),
             os: os.clone(),
-            groups: vec!["lab".into(), "test".into()],
+            groups: vec!["lab".into(), "test-debian".into()],
             packages: installed
                 .iter()
                 .filter(|(_, v)| Evr::parse(PkgKind::Deb, v).is_ok())

@@ -431,7 +431,7 @@ const KNOWN_COMMON: &[&str] = &[
     "export",
     ":",
 ];
-const KNOWN_DEB: &[&str] = &["apt-get", "dpkg-query"];
+const KNOWN_DEB: &[&str] = &["apt-get", "dpkg-query", "dpkg"];
 const KNOWN_RPM: &[&str] = &["rpm", "dnf", "yum", "needs-restarting"];
 
 impl Shell<'_> {
@@ -550,6 +550,7 @@ impl Shell<'_> {
             "systemctl" => self.systemctl(args),
             "fuser" => self.fuser(args),
             "dpkg-query" => self.dpkg_query(args),
+            "dpkg" => self.dpkg(args),
             "rpm" => self.rpm(args),
             "apt-get" => self.apt_get(args),
             "dnf" | "yum" => self.dnf(name, args),
@@ -966,6 +967,27 @@ impl Shell<'_> {
         o
     }
 
+    /// `dpkg --verify NAME…`: a simulated system's files always match their packages, so
+    /// it prints nothing for installed packages (as real dpkg does when all is well) and
+    /// dpkg's error for names that are not installed.
+    fn dpkg(&self, args: &[&str]) -> Out {
+        let (Some(&verb), names) = (args.first(), args.get(1..).unwrap_or_default()) else {
+            return Out::fail(2, "dpkg: error: need an action option\n");
+        };
+        if verb != "--verify" && verb != "-V" {
+            return Out::fail(2, format!("dpkg: error: {verb} is not simulated\n"));
+        }
+        let mut o = Out::default();
+        for n in names {
+            if !self.sys.installed.contains_key(*n) {
+                o.err
+                    .push_str(&format!("dpkg: error: package '{n}' is not installed\n"));
+                o.code = 1;
+            }
+        }
+        o
+    }
+
     fn dpkg_query(&self, args: &[&str]) -> Out {
         let mut fmt = "${Package}\t${Version}\n".to_string();
         let mut names = Vec::new();
@@ -1016,8 +1038,21 @@ impl Shell<'_> {
                 &fmt.replace("${Package}", &p.name)
                     .replace("${Version}", &p.evr.to_string())
                     .replace("${Architecture}", arch)
-                    .replace("${Status}", "install ok installed"),
+                    .replace("${Status}", "install ok installed")
+                    .replace("${db:Status-Abbrev}", "ii "),
             ));
+        }
+        o
+    }
+
+    /// `rpm -V NAME…`: nothing to report for installed packages, rpm's message otherwise.
+    fn rpm_verify(&self, names: &[&str]) -> Out {
+        let mut o = Out::default();
+        for n in names {
+            if !self.sys.installed.contains_key(*n) {
+                o.out.push_str(&format!("package {n} is not installed\n"));
+                o.code = 1;
+            }
         }
         o
     }
@@ -1031,6 +1066,7 @@ impl Shell<'_> {
             match a {
                 "-q" | "--query" => query = true,
                 "-qa" => return Out::fail(1, "rpm: -qa is not simulated\n"),
+                "-V" | "--verify" => return self.rpm_verify(it.as_slice()),
                 "--qf" | "--queryformat" => match it.next() {
                     Some(f) => fmt = f.to_string(),
                     None => return Out::fail(1, "rpm: --qf needs an argument\n"),

@@ -435,6 +435,17 @@ fn shell_control_flow_and_builtins() {
         "dpkg-query -W -f='${Package} ${Version}\\n' openssl",
     );
     assert_eq!(out, "openssl 3.0.13-0ubuntu3.4\n");
+    let (out, _, _) = sh(
+        &mut w,
+        U1,
+        "dpkg-query -W -f '${db:Status-Abbrev}\\t${Package}\\n' openssl",
+    );
+    assert_eq!(out, "ii \topenssl\n");
+    let (out, err, code) = sh(&mut w, U1, "dpkg --verify openssl nosuch");
+    assert_eq!((out.as_str(), code), ("", 1));
+    assert!(err.contains("package 'nosuch' is not installed"), "{err}");
+    let (out, _, code) = sh(&mut w, U1, "dpkg --verify openssl");
+    assert_eq!((out.as_str(), code), ("", 0));
     let (out, _, _) = sh(&mut w, U1, "uname -r; command -v apt-get dnf; echo $?");
     assert_eq!(out, "6.8.0-51-generic\n/usr/bin/apt-get\n$?\n");
     let (_, err, code) = sh(&mut w, U1, "echo 'unterminated");

@@ -18,7 +18,16 @@ local function fake_system(opts)
       elseif script:find("df ", 1, true) then
         return out(0, "Avail\n" .. (opts.free_mb or 9000) .. "M\n")
       elseif script:find("fuser", 1, true) then
+        if opts.no_fuser then
+          return out(127, "", "sh: 1: fuser: not found\n")
+        end
         return out(1)
+      elseif script:find("/proc/locks", 1, true) then
+        return out(opts.lock_held and 0 or 1)
+      elseif script:find("snapper undochange", 1, true) then
+        return out(0, "create:0 modify:3 delete:0\n")
+      elseif script:find("dpkg --verify", 1, true) then
+        return out(opts.verify and 1 or 0, opts.verify or "")
       elseif script:find("reboot-required", 1, true) then
         return out(1)
       elseif script:find("systemctl is-active", 1, true) then
@@ -26,7 +35,7 @@ local function fake_system(opts)
       elseif script:find("snapper create", 1, true) then
         return opts.snapper and out(0, "7\n") or out(127, "", "sh: 1: snapper: not found\n")
       elseif script:find("dpkg-query", 1, true) then
-        return out(0, opts.dpkg or "nginx\t1.24.0-2ubuntu7.1\tamd64\n")
+        return out(0, opts.dpkg or "ii \tnginx\t1.24.0-2ubuntu7.1\tamd64\n")
       elseif script:find("apt-get install", 1, true) then
         return out(0, "Setting up ...\n")
       end
@@ -148,7 +157,7 @@ return {
           },
         },
       }),
-      services = { uyuni = fake_system({ dpkg = "nginx-common\t1:1.24.0-2ubuntu7.1\tall\n" }) },
+      services = { uyuni = fake_system({ dpkg = "ii \tnginx-common\t1:1.24.0-2ubuntu7.1\tall\n" }) },
       expect = {
         ok = true,
         result = { strategy = "package" },
@@ -167,6 +176,87 @@ return {
           return false, "no exact apt-get downgrade was sent"
         end,
       },
+    },
+    {
+      name = "pre_check without fuser reads /proc/locks; a held lock is transient",
+      script = "phases/pre_check.lua",
+      ctx = ctx(),
+      services = { uyuni = fake_system({ no_fuser = true, lock_held = true }) },
+      expect = { error_kind = "transient", message_contains = "lock is held" },
+    },
+    {
+      name = "pre_check without fuser and a free lock passes",
+      script = "phases/pre_check.lua",
+      ctx = ctx(),
+      services = { uyuni = fake_system({ no_fuser = true }) },
+      expect = { ok = true },
+    },
+    {
+      name = "snapshot rollback checks the files with dpkg --verify",
+      script = "scripts/rollback/snapshot.lua",
+      ctx = ctx({
+        state = {
+          snapshot = { available = true, number = 7 },
+          patch = {
+            before = {
+              nginx = {
+                name = "nginx",
+                epoch = "",
+                version = "1.24.0",
+                release = "2ubuntu7.1",
+                arch = "amd64",
+              },
+            },
+          },
+        },
+      }),
+      services = { uyuni = fake_system({ verify = "??5??????   /usr/sbin/nginx\n" }) },
+      expect = { error_kind = "infrastructure", message_contains = "/usr/sbin/nginx" },
+    },
+    {
+      name = "snapshot rollback accepts an edited config file",
+      script = "scripts/rollback/snapshot.lua",
+      ctx = ctx({
+        state = {
+          snapshot = { available = true, number = 7 },
+          patch = {
+            before = {
+              nginx = {
+                name = "nginx",
+                epoch = "",
+                version = "1.24.0",
+                release = "2ubuntu7.1",
+                arch = "amd64",
+              },
+            },
+          },
+        },
+      }),
+      services = {
+        uyuni = fake_system({ verify = "??5?????? c /etc/nginx/nginx.conf\n" }),
+      },
+      expect = { ok = true, result = { strategy = "snapshot", snapshot = 7 } },
+    },
+    {
+      name = "package rollback is not verified while the old version is half-configured",
+      script = "scripts/rollback/package.lua",
+      ctx = ctx({
+        state = {
+          patch = {
+            before = {
+              nginx = {
+                name = "nginx",
+                epoch = "",
+                version = "1.24.0",
+                release = "2ubuntu7.1",
+                arch = "amd64",
+              },
+            },
+          },
+        },
+      }),
+      services = { uyuni = fake_system({ dpkg = "iF \tnginx\t1.24.0-2ubuntu7.1\tamd64\n" }) },
+      expect = { error_kind = "infrastructure", message_contains = "not fully installed" },
     },
   },
 }
