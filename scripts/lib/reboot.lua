@@ -2,6 +2,7 @@
 -- Reboot a system and prove it: the boot id must change and the system must answer again.
 
 local remote = require("remote")
+local pkg = require("pkg")
 
 local M = {}
 
@@ -30,6 +31,38 @@ function M.reboot_and_wait(ctx, before)
     spm.time.sleep(delay)
     delay = math.min(delay * 2, 10)
   end
+end
+
+--- Why this test needs a reboot: the advisory suggests one, it updates the kernel, or the
+--- system itself reports a pending reboot. An empty list means no reboot.
+---@param ctx table
+---@return string[]
+function M.reasons(ctx)
+  local reasons = {}
+  if ctx.advisory.reboot_suggested then
+    reasons[#reasons + 1] = "the advisory suggests a reboot"
+  end
+  if ctx.advisory.affects_kernel then
+    reasons[#reasons + 1] = "the advisory updates the kernel"
+  end
+  if pkg.reboot_pending(ctx) then
+    reasons[#reasons + 1] = "the system reports a pending reboot"
+  end
+  return reasons
+end
+
+--- The reboot phase: reboot when `reasons` is not empty and prove it (new boot id).
+---@param ctx table
+---@param reasons string[]
+---@return table
+function M.phase(ctx, reasons)
+  if #reasons == 0 then
+    return { skipped = true, reason = "no reboot needed" }
+  end
+  local r = M.reboot_and_wait(ctx, nil)
+  r.performed = true
+  r.reasons = reasons
+  return r
 end
 
 return M

@@ -1,0 +1,61 @@
+---@spm api=1 kind=lib
+-- The pre-check every OS shares: the system answers a script round trip (boot id), has
+-- enough disk, the package manager is free, no reboot is pending, critical services are up;
+-- also records the validation baseline. phases/pre_check.lua and the per-OS overrides call it.
+
+local remote = require("remote")
+local pkg = require("pkg")
+local validation = require("validation")
+
+local M = {}
+
+--- Run the shared pre-check; returns the data the phase records.
+---@param ctx table
+---@return table
+function M.run(ctx)
+  local boot_id = remote.boot_id(ctx)
+
+  local df = remote.must(ctx, "df -BM --output=avail /", "infrastructure", "disk check")
+  local lines = remote.lines(df.stdout)
+  local free_mb = tonumber((lines[#lines] or ""):match("^(%d+)M?$"))
+  if not free_mb then
+    spm.fail({
+      kind = "infrastructure",
+      message = "unexpected df output: " .. remote.excerpt(df.stdout),
+    })
+  end
+  if free_mb < ctx.config.min_disk_mb then
+    spm.fail({
+      kind = "infrastructure",
+      message = string.format("only %d MB free on /, need %d MB", free_mb, ctx.config.min_disk_mb),
+    })
+  end
+
+  if pkg.lock_held(ctx) then
+    spm.fail({
+      kind = "transient",
+      message = "the package manager lock is held",
+      retryable = true,
+    })
+  end
+  if pkg.reboot_pending(ctx) then
+    spm.fail({ kind = "infrastructure", message = "a reboot is already pending on the system" })
+  end
+
+  local states, down = remote.service_states(ctx, ctx.config.critical_services)
+  if #down > 0 then
+    spm.fail({
+      kind = "infrastructure",
+      message = "critical services down before patching: " .. table.concat(down, ", "),
+    })
+  end
+
+  return {
+    boot_id = boot_id,
+    disk_free_mb = free_mb,
+    services = states,
+    baseline = validation.baseline(ctx),
+  }
+end
+
+return M
