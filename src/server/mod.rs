@@ -82,6 +82,33 @@ pub struct AppState {
     pub usage: Arc<auth::UsageTracker>,
     /// No authentication: every request runs as `dev` with the admin role.
     pub dev_insecure: bool,
+    /// Feature services (sync, scoring, notifications, scripts); each is optional and an
+    /// endpoint whose service is absent answers 503 `not_configured`.
+    pub features: Features,
+}
+
+/// Services the feature endpoints use. Absent ones make their endpoints answer 503.
+#[derive(Clone, Default)]
+pub struct Features {
+    /// Starts errata syncs in the background (`POST /api/v1/sync`).
+    pub sync: Option<Arc<endpoints::sync::SyncRunner>>,
+    /// The Success Score calculator (queue additions, risk breakdowns).
+    pub scorer: Option<Arc<crate::engine::score::Scorer>>,
+    /// The notifier (test sends, configuration view).
+    pub notifier: Option<Arc<crate::engine::notify::Notifier>>,
+    /// The Lua script host (script status, policy validation).
+    pub scripts: Option<Arc<crate::host::reload::ScriptHost>>,
+}
+
+impl std::fmt::Debug for Features {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Features")
+            .field("sync", &self.sync.is_some())
+            .field("scorer", &self.scorer.is_some())
+            .field("notifier", &self.notifier.is_some())
+            .field("scripts", &self.scripts.is_some())
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -90,6 +117,7 @@ impl std::fmt::Debug for AppState {
             .field("store", &self.store)
             .field("config", &self.config)
             .field("dev_insecure", &self.dev_insecure)
+            .field("features", &self.features)
             .finish_non_exhaustive()
     }
 }
@@ -104,6 +132,7 @@ impl AppState {
             health: Arc::new(health::HealthCache::default()),
             usage: Arc::new(auth::UsageTracker::default()),
             dev_insecure,
+            features: Features::default(),
         }
     }
 }

@@ -38,6 +38,24 @@ fn schemas() -> Value {
                         "items": {"type": "integer", "minimum": 1}}
             }
         },
+        "QueueAdd": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "advisory": {"type": "string", "description": "one advisory"},
+                "advisories": {"type": "array", "maxItems": 500, "items": {"type": "string"}},
+                "os": {"type": "string", "enum": ["ubuntu", "debian", "rhel"]},
+                "priority": {"type": "integer"},
+                "notes": {"type": "string", "maxLength": 2000},
+                "require_all_systems": {"type": "boolean"}
+            }
+        },
+        "QueuePatch": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["priority"],
+            "properties": {"priority": {"type": "integer", "minimum": -1000, "maximum": 1000}}
+        },
         "TokenCreate": {
             "type": "object",
             "additionalProperties": false,

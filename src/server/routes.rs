@@ -2,7 +2,7 @@
 //! Add a feature's endpoints here (one [`RouteSpec`] each) and they are served, protected
 //! by the declared role, and documented.
 
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 
 use super::auth::Role;
 use super::{AppState, endpoints, health, metrics, openapi};
@@ -157,6 +157,54 @@ const NOTIFICATION_QUERY: &[Param] = &[
     PAGE[1],
 ];
 
+const ERRATA_QUERY: &[Param] = &[
+    Param {
+        name: "os",
+        ty: "string",
+        doc: "ubuntu, debian, rhel or unknown",
+    },
+    Param {
+        name: "severity",
+        ty: "string",
+        doc: "critical, high, medium, low, unknown; several separated by commas",
+    },
+    Param {
+        name: "type",
+        ty: "string",
+        doc: "security, bugfix, enhancement; several separated by commas",
+    },
+    Param {
+        name: "stale",
+        ty: "boolean",
+        doc: "true: only relevances gone stale; false or absent: only current ones",
+    },
+    Param {
+        name: "q",
+        ty: "string",
+        doc: "substring of the advisory name or synopsis (case-insensitive)",
+    },
+    PAGE[0],
+    PAGE[1],
+];
+
+const SYNC_RUNS_QUERY: &[Param] = &[Param {
+    name: "limit",
+    ty: "integer",
+    doc: "how many runs (default 20, max 200)",
+}];
+
+const OS_QUERY: &[Param] = &[Param {
+    name: "os",
+    ty: "string",
+    doc: "only this OS (default: every OS the advisory is relevant to)",
+}];
+
+const REMOVE_QUERY: &[Param] = &[Param {
+    name: "reason",
+    ty: "string",
+    doc: "why (recorded in the audit log)",
+}];
+
 /// Every route the server answers.
 pub const ROUTES: &[RouteSpec] = &[
     RouteSpec {
@@ -224,6 +272,105 @@ pub const ROUTES: &[RouteSpec] = &[
         body: None,
         success: 200,
         handler: || get(endpoints::queue::detail),
+    },
+    RouteSpec {
+        method: Method::Post,
+        path: "/api/v1/queue",
+        access: Access::Role(Role::Operator),
+        tag: "queue",
+        summary: "Queue one or many advisories for an OS (or every OS they are relevant to)",
+        query: &[],
+        body: Some("QueueAdd"),
+        success: 201,
+        handler: || post(endpoints::queue::add),
+    },
+    RouteSpec {
+        method: Method::Delete,
+        path: "/api/v1/queue/{id}",
+        access: Access::Role(Role::Operator),
+        tag: "queue",
+        summary: "Remove a queued item (409 once it has left the queued state)",
+        query: REMOVE_QUERY,
+        body: None,
+        success: 200,
+        handler: || delete(endpoints::queue::remove),
+    },
+    RouteSpec {
+        method: Method::Patch,
+        path: "/api/v1/queue/{id}",
+        access: Access::Role(Role::Operator),
+        tag: "queue",
+        summary: "Change a queue item's priority",
+        query: &[],
+        body: Some("QueuePatch"),
+        success: 200,
+        handler: || patch(endpoints::queue::patch),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/risk/{advisory}",
+        access: Access::Role(Role::Viewer),
+        tag: "errata",
+        summary: "Success Score of an advisory per OS, every penalty and bonus explained",
+        query: OS_QUERY,
+        body: None,
+        success: 200,
+        handler: || get(endpoints::errata::risk),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/errata",
+        access: Access::Role(Role::Viewer),
+        tag: "errata",
+        summary: "Synced advisories per OS, with filters and pagination",
+        query: ERRATA_QUERY,
+        body: None,
+        success: 200,
+        handler: || get(endpoints::errata::list),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/errata/{advisory}",
+        access: Access::Role(Role::Viewer),
+        tag: "errata",
+        summary: "One advisory with packages, CVEs and per-OS relevance",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || get(endpoints::errata::detail),
+    },
+    RouteSpec {
+        method: Method::Post,
+        path: "/api/v1/sync",
+        access: Access::Role(Role::Operator),
+        tag: "sync",
+        summary: "Start an errata sync in the background; 202 with the run to poll, 409 if one is running",
+        query: &[],
+        body: None,
+        success: 202,
+        handler: || post(endpoints::sync::start),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/sync/runs",
+        access: Access::Role(Role::Viewer),
+        tag: "sync",
+        summary: "Recent sync runs, newest first",
+        query: SYNC_RUNS_QUERY,
+        body: None,
+        success: 200,
+        handler: || get(endpoints::sync::list),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/sync/runs/{id}",
+        access: Access::Role(Role::Viewer),
+        tag: "sync",
+        summary: "One sync run with its figures and failures",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || get(endpoints::sync::detail),
     },
     RouteSpec {
         method: Method::Get,

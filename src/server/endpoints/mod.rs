@@ -1,7 +1,9 @@
 //! Handlers for the endpoints whose data lives in the schema. One module per resource.
 
 pub mod audit;
+pub mod errata;
 pub mod notifications;
 pub mod queue;
+pub mod sync;
 pub mod targets;
 pub mod tokens;
