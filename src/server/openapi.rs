@@ -56,6 +56,21 @@ fn schemas() -> Value {
             "required": ["priority"],
             "properties": {"priority": {"type": "integer", "minimum": -1000, "maximum": 1000}}
         },
+        "PolicyCreate": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["name", "source"],
+            "properties": {
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                "source": {"type": "string", "description": "Lua source of the policy"}
+            }
+        },
+        "PolicySource": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["source"],
+            "properties": {"source": {"type": "string", "description": "Lua source of the policy"}}
+        },
         "TokenCreate": {
             "type": "object",
             "additionalProperties": false,

@@ -4,6 +4,8 @@ pub mod audit;
 pub mod errata;
 pub mod notifications;
 pub mod queue;
+pub mod reports;
+pub mod scripts;
 pub mod sync;
 pub mod targets;
 pub mod tokens;
