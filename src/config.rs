@@ -567,6 +567,29 @@ pub struct TestConfig {
     pub validation: ValidationConfig,
     /// Services that must be running after a patch, per OS.
     pub critical_services: BTreeMap<String, Vec<String>>,
+    /// Rollback strategies (`scripts/rollback/<name>.lua`) tried in order; the first whose
+    /// `applies(ctx)` is true runs.
+    pub rollback_order: Vec<String>,
+    /// Validation checks (`scripts/checks/<name>.lua`) run by pre_check and validate.
+    pub checks: Vec<String>,
+    /// PromQL label selector of one system, a minijinja template over `system`.
+    pub prom_selector: String,
+    /// Free disk space required on `/` before patching, MiB.
+    pub min_disk_mb: u64,
+    /// How long applying the advisory may take.
+    pub apply_timeout_secs: u64,
+    /// How long a reboot may take until the system answers with a new boot id.
+    pub reboot_timeout_secs: u64,
+    /// Default timeout of one remote script.
+    pub script_timeout_secs: u64,
+    /// How long a system may take to pick up an action before it counts as unreachable.
+    pub pickup_timeout_secs: u64,
+    /// Service checks after the patch: attempts, and the delay between them.
+    pub service_retries: u32,
+    /// Delay between service-check attempts, seconds.
+    pub service_retry_delay_secs: u64,
+    /// Dispatcher poll interval when the queue is empty, milliseconds.
+    pub poll_interval_ms: u64,
 }
 
 impl Default for TestConfig {
@@ -585,6 +608,17 @@ impl Default for TestConfig {
                 ("debian".to_string(), s(&["ssh", "cron", "rsyslog"])),
                 ("rhel".to_string(), s(&["sshd", "crond", "rsyslog"])),
             ]),
+            rollback_order: s(&["snapshot", "package"]),
+            checks: s(&["cpu", "memory"]),
+            prom_selector: "system_id=\"{{ system.id }}\"".into(),
+            min_disk_mb: 500,
+            apply_timeout_secs: 1800,
+            reboot_timeout_secs: 600,
+            script_timeout_secs: 120,
+            pickup_timeout_secs: 300,
+            service_retries: 3,
+            service_retry_delay_secs: 10,
+            poll_interval_ms: 2000,
         }
     }
 }

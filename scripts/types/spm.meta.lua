@@ -20,6 +20,7 @@
 ---@field prom spm.prom
 ---@field ansible spm.ansible
 ---@field notify spm.notify
+---@field test spm.test
 spm = {}
 
 --- Call fn(...); on error return nil and {kind, message, retryable} instead of raising (timeouts, cancellation and the memory limit still stop the script). (async: waits without blocking spm)
@@ -223,3 +224,17 @@ spm.notify = {}
 ---@param message {channel?: string, to?: string|string[], subject: string, body: string}
 ---@return table
 function spm.notify.send(message) end
+
+--- Data a test phase keeps even when it fails (merged into ctx.state[<phase>]).
+---@class spm.test
+spm.test = {}
+
+--- Keep `value` under ctx.state[<this phase>][key] for later phases and rollback, even if the phase fails.
+---@param key string
+---@param value any
+function spm.test.record(key, value) end
+
+--- What this run recorded under `key` (nil when nothing).
+---@param key string
+---@return any
+function spm.test.recorded(key) end

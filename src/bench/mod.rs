@@ -5,6 +5,7 @@ pub mod host;
 pub mod lab;
 pub mod notify;
 pub mod sync;
+pub mod test;
 pub mod uyuni;
 
 /// Resident memory of this process from `/proc/self/status`: (VmRSS, VmHWM) in MiB.

@@ -54,6 +54,12 @@ enum Which {
         #[arg(long, default_value_t = 10)]
         workers: usize,
     },
+    /// Test engine: one test's wall time, and the speedup of 4 test systems over 1.
+    Test {
+        /// Advisories in the speedup run.
+        #[arg(long, default_value_t = 100)]
+        advisories: usize,
+    },
     /// UYUNI client against the simulator: calls/s and overhead over the latency floor.
     Uyuni {
         /// Fewer iterations, for a quick look.
@@ -87,6 +93,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
             runtime()?.block_on(bench::notify::run(bench::notify::BenchParams::default()))?
         }
         Which::Lab => runtime()?.block_on(bench::lab::run())?,
+        Which::Test { advisories } => {
+            runtime()?.block_on(bench::test::run_bench(bench::test::BenchParams {
+                advisories: advisories.max(1),
+                ..bench::test::BenchParams::default()
+            }))?
+        }
         Which::Uyuni { quick } => {
             let mut p = bench::uyuni::BenchParams::default();
             if quick {

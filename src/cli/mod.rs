@@ -21,6 +21,7 @@ pub mod serve;
 pub mod sim;
 pub mod spec;
 pub mod sync;
+pub mod test;
 pub mod token;
 pub mod types;
 
@@ -157,6 +158,8 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// The test queue: add, list, show, remove, priority.
     Queue(queue::QueueArgs),
+    /// The test engine: next, run, status, show, abort.
+    Test(test::TestArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -211,5 +214,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Queue(args) => queue::run(args, &cli.globals),
         Command::Bench(args) => bench::run(args),
         Command::Lab(args) => lab::run(args, &cli.globals),
+        Command::Test(args) => test::run(args, &cli.globals),
     }
 }

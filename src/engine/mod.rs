@@ -5,3 +5,4 @@ pub mod queue;
 pub mod score;
 pub mod state;
 pub mod sync;
+pub mod testing;

@@ -126,6 +126,8 @@ pub struct Services {
     pub notify: Option<Arc<dyn NotifyService>>,
     /// Database for `spm.db`.
     pub store: Option<Store>,
+    /// Per-run recorder behind `spm.test.record` (test phases only).
+    pub recorder: Option<Arc<crate::host::api::test::RunRecorder>>,
 }
 
 impl fmt::Debug for Services {
@@ -137,6 +139,7 @@ impl fmt::Debug for Services {
             .field("ansible", &self.ansible.is_some())
             .field("notify", &self.notify.is_some())
             .field("store", &self.store.is_some())
+            .field("recorder", &self.recorder.is_some())
             .finish()
     }
 }

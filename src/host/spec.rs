@@ -80,7 +80,10 @@ async fn case_names(set: &ScriptSet, spec: &str, content: &str) -> Result<Vec<St
 
 fn new_vm(set: &ScriptSet) -> Result<vm::Vm, ScriptError> {
     vm::build(
-        &Services::default(),
+        &Services {
+            recorder: Some(super::api::test::RunRecorder::new()),
+            ..Services::default()
+        },
         set.libs.clone(),
         &Limits::default(),
         Deadline::after(CASE_TIMEOUT),

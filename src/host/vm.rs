@@ -41,8 +41,20 @@ pub struct LibFile {
 /// Library modules by name (`pkg.util` → `scripts/lib/pkg/util.lua`).
 pub type LibMap = Arc<BTreeMap<String, LibFile>>;
 
-/// Module name of a path under `scripts/lib`, if it is one.
+/// Directory of validation checks; `require("checks.<name>")` loads `<CHECKS_DIR>/<name>.lua`.
+pub const CHECKS_DIR: &str = "scripts/checks";
+
+/// Module name of a path `require` can load, if it is one: a library under `scripts/lib`
+/// (`scripts/lib/pkg/util.lua` → `pkg.util`) or a validation check under `scripts/checks`
+/// (`scripts/checks/cpu.lua` → `checks.cpu`, so a phase can run the checks of its set).
 pub fn lib_module_name(path: &str) -> Option<String> {
+    if let Some(rest) = path
+        .strip_prefix(CHECKS_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        let stem = rest.strip_suffix(".lua")?;
+        return Some(format!("checks.{}", stem.replace('/', ".")));
+    }
     let rest = path.strip_prefix(LIB_DIR)?.strip_prefix('/')?;
     let stem = rest.strip_suffix(".lua")?;
     Some(stem.replace('/', "."))
@@ -260,7 +272,8 @@ async fn require(lua: Lua, name: String) -> mlua::Result<Value> {
     };
     let h = header::parse(&file.path, &file.content)
         .map_err(|e| ScriptError::script(e.to_string()).into_lua())?;
-    if h.kind != ScriptKind::Lib {
+    let is_check = file.path.starts_with(CHECKS_DIR) && h.kind == ScriptKind::Check;
+    if h.kind != ScriptKind::Lib && !is_check {
         return Err(ScriptError::script(format!(
             "{}:1: required as a library but its header says kind={}",
             file.path, h.kind

@@ -2,4 +2,5 @@
 
 pub mod ansible;
 pub mod notify;
+pub mod prom;
 pub mod uyuni;

@@ -35,6 +35,10 @@ pub const FILES: &[(&str, &str)] = &[
         "0005_sync_lease.sql",
         include_str!("../../migrations/0005_sync_lease.sql"),
     ),
+    (
+        "0006_test_engine.sql",
+        include_str!("../../migrations/0006_test_engine.sql"),
+    ),
 ];
 
 /// The migration set as rusqlite_migration sees it.

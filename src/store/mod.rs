@@ -20,6 +20,7 @@ pub mod stats;
 pub mod status;
 pub mod sync_runs;
 pub mod systems;
+pub mod test_runs;
 pub mod tokens;
 pub mod views;
 

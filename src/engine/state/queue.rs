@@ -4,7 +4,8 @@
 //! ```text
 //!   (insert) ─► queued ◄──────► waiting_system          queued/waiting/retry/pending/
 //!                 │                  │                  snoozed/approved ─► superseded
-//!                 └──────► testing ◄─┘ ◄──── retry_pending ◄─┐
+//!                 └──────► testing ◄─┘ ◄──── retry_pending ◄─┐  (testing ─► waiting_system
+//!                                                                when no test system serves the OS)
 //!                            │ ├──► retry_pending             │ (testing, needs_reboot,
 //!                            │ ├──► queued  (lease expired)   │  rebooting may all go to
 //!                            │ ├──► failed ──► rolled_back    │  retry_pending, failed or
@@ -129,7 +130,8 @@ impl Status for QueueStatus {
             Q::Queued => &[Q::WaitingSystem, Q::Testing, Q::Superseded],
             Q::WaitingSystem => &[Q::Queued, Q::Testing, Q::Superseded],
             Q::Testing => &[
-                Q::Queued, // lease expired / interrupted: back in line, visibly
+                Q::Queued,        // lease expired / interrupted: back in line, visibly
+                Q::WaitingSystem, // claimed, but no test system serves its OS
                 Q::Passed,
                 Q::Failed,
                 Q::NeedsReboot,
@@ -165,6 +167,7 @@ mod tests {
         (Q::WaitingSystem, Q::Testing),
         (Q::WaitingSystem, Q::Superseded),
         (Q::Testing, Q::Queued),
+        (Q::Testing, Q::WaitingSystem),
         (Q::Testing, Q::Passed),
         (Q::Testing, Q::Failed),
         (Q::Testing, Q::NeedsReboot),

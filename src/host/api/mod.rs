@@ -7,6 +7,7 @@ pub mod db;
 pub mod log;
 pub mod shell;
 pub mod template;
+pub mod test;
 pub mod time;
 
 use mlua::{Lua, LuaSerdeExt, Table, Value};
@@ -71,6 +72,7 @@ pub const MODULES: &[ModuleDef] = &[
     bindings::PROM,
     bindings::ANSIBLE,
     bindings::NOTIFY,
+    test::MODULE,
 ];
 
 /// Build the `spm` table with every module, register each as `spm.<name>` in `loaded`
