@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::StoreResult;
-use crate::engine::state::Status as _;
 use super::sync_runs::{self, SyncRun};
+use crate::engine::state::Status as _;
 
 /// Pending approvals.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,9 +57,8 @@ pub fn summary(conn: &Connection) -> StoreResult<Summary> {
         queue.insert(status.as_str().to_owned(), n);
     }
     let queue_total = queue.values().sum();
-    let count: i64 = conn.query_row("SELECT count(*) FROM v_pending_approvals", [], |r| {
-        r.get(0)
-    })?;
+    let count: i64 =
+        conn.query_row("SELECT count(*) FROM v_pending_approvals", [], |r| r.get(0))?;
     let oldest: Option<(i64, Option<f64>)> = conn
         .query_row(
             "SELECT id, hours_pending FROM v_pending_approvals

@@ -53,7 +53,10 @@ fn list_of(field: &str, raw: Option<&str>, allowed: &[&str]) -> ApiResult<Vec<St
             } else {
                 Err(ApiError::invalid(
                     field,
-                    format!("unknown {field} {s:?}; expected one of {}", allowed.join(", ")),
+                    format!(
+                        "unknown {field} {s:?}; expected one of {}",
+                        allowed.join(", ")
+                    ),
                 ))
             }
         })

@@ -142,9 +142,11 @@ pub async fn mark_many(
 }
 
 fn notifier(state: &AppState) -> ApiResult<std::sync::Arc<crate::engine::notify::Notifier>> {
-    state.features.notifier.clone().ok_or_else(|| {
-        ApiError::not_configured("notifications are not configured in this server")
-    })
+    state
+        .features
+        .notifier
+        .clone()
+        .ok_or_else(|| ApiError::not_configured("notifications are not configured in this server"))
 }
 
 /// Send a test message to every configured channel now (admin) and report per channel.

@@ -180,8 +180,15 @@ pub async fn add(
             format!("unknown os {o:?}; expected one of {}", QUEUE_OS.join(", ")),
         ));
     }
-    if body.notes.as_ref().is_some_and(|n| n.chars().count() > 2000) {
-        return Err(ApiError::invalid("notes", "notes must be at most 2000 characters"));
+    if body
+        .notes
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > 2000)
+    {
+        return Err(ApiError::invalid(
+            "notes",
+            "notes must be at most 2000 characters",
+        ));
     }
     let req = AddRequest {
         advisories,
@@ -192,10 +199,9 @@ pub async fn add(
         require_all_systems: body.require_all_systems,
     };
     let store = state.store.clone();
-    let report = blocking(move || {
-        engine_queue::add_blocking(&store, &scorer, &req).map_err(queue_error)
-    })
-    .await?;
+    let report =
+        blocking(move || engine_queue::add_blocking(&store, &scorer, &req).map_err(queue_error))
+            .await?;
     Ok((StatusCode::CREATED, Json(report)))
 }
 
@@ -216,7 +222,10 @@ pub async fn remove(
 ) -> ApiResult<Json<Value>> {
     let id = parse_id("id", &id)?;
     if q.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
-        return Err(ApiError::invalid("reason", "reason must be at most 500 characters"));
+        return Err(ApiError::invalid(
+            "reason",
+            "reason must be at most 500 characters",
+        ));
     }
     let store = state.store.clone();
     blocking(move || {
@@ -245,7 +254,10 @@ pub async fn patch(
     if !(-1000..=1000).contains(&body.priority) {
         return Err(ApiError::invalid(
             "priority",
-            format!("priority must be between -1000 and 1000, got {}", body.priority),
+            format!(
+                "priority must be between -1000 and 1000, got {}",
+                body.priority
+            ),
         ));
     }
     let store = state.store.clone();

@@ -310,7 +310,11 @@ async fn save(
     let sha = scriptset::sha256_hex(source.as_bytes());
     write_atomically(host.root(), &name, source).await?;
     let outcome = host.reload().await;
-    let action = if create { "policy.create" } else { "policy.update" };
+    let action = if create {
+        "policy.create"
+    } else {
+        "policy.update"
+    };
     let (n, s) = (name.clone(), sha.clone());
     state
         .store

@@ -175,5 +175,7 @@ pub async fn detail(
     Path(id): Path<String>,
 ) -> ApiResult<Json<SyncRun>> {
     let id = parse_id("id", &id)?;
-    Ok(Json(state.store.read(move |c| sync_runs::get(c, id)).await?))
+    Ok(Json(
+        state.store.read(move |c| sync_runs::get(c, id)).await?,
+    ))
 }
