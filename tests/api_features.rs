@@ -1015,3 +1015,262 @@ async fn report_summary_counts_what_the_database_holds() {
     assert_eq!(s, StatusCode::OK, "{b}");
     h.stop().await;
 }
+
+/// The shipped Lua phases in a scratch script root.
+fn shipped_scripts() -> tempfile::TempDir {
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read dir") {
+            let p = e.expect("entry").path();
+            let Some(name) = p.file_name() else { continue };
+            let t = to.join(name);
+            if p.is_dir() {
+                copy_dir(&p, &t);
+            } else {
+                std::fs::copy(&p, &t).expect("copy");
+            }
+        }
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = tempfile::tempdir().expect("script root");
+    copy_dir(&repo.join("phases"), &root.path().join("phases"));
+    copy_dir(&repo.join("scripts"), &root.path().join("scripts"));
+    root
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tests_start_over_http_run_the_shipped_phases_and_show_evidence() {
+    let sim = SimServer::start(SimOptions {
+        fleet: spm::sim::FleetSource::File(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fleet-engine.toml"),
+        ),
+        timings: spm::sim::clock::Timings::instant(),
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator starts with the engine fleet");
+    let client = Arc::new(
+        UyuniClient::new(&UyuniConfig {
+            url: sim.url(),
+            user: "admin".into(),
+            password: Secret::new("admin"),
+            poll_initial_ms: 20,
+            poll_max_ms: 200,
+            ..UyuniConfig::default()
+        })
+        .expect("client"),
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&dir.path().join("spm.db")).expect("open store");
+    let scripts = shipped_scripts();
+    let host = ScriptHost::open(scripts.path(), Contracts::default())
+        .await
+        .expect("shipped scripts load");
+    let mut cfg = spm::config::TestConfig::default();
+    cfg.systems = vec!["test-ubuntu-02".into()];
+    cfg.critical_services
+        .insert("ubuntu".into(), vec!["ssh".into(), "cron".into()]);
+    cfg.validation.window_secs = 3;
+    cfg.validation.stabilize_secs = 4;
+    cfg.script_timeout_secs = 5;
+    cfg.pickup_timeout_secs = 2;
+    cfg.service_retry_delay_secs = 0;
+    cfg.deadline_secs = 120;
+    cfg.lease_secs = 30;
+    cfg.poll_interval_ms = 50;
+    let engine = spm::engine::testing::TestEngine::new(
+        store.clone(),
+        host.clone(),
+        client.clone(),
+        None,
+        cfg,
+    );
+    let runner = Arc::new(SyncRunner::new(
+        Arc::new(UyuniSource::new(client)),
+        scorer(),
+        SyncConfig::default(),
+        AutoQueueRule::default(),
+    ));
+    let h = start_with(
+        dir,
+        store,
+        Features {
+            sync: Some(runner),
+            scorer: Some(scorer()),
+            scripts: Some(host),
+            tests: Some(engine),
+            ..Features::default()
+        },
+        0,
+    )
+    .await;
+    let (s, run) = h
+        .call(Method::POST, "/api/v1/sync", &h.operator, None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{run}");
+    let run = finished_run(&h, run["id"].as_i64().expect("id")).await;
+    assert_ne!(run["status"], json!("failed"), "{run}");
+    let (s, added) = h
+        .call(
+            Method::POST,
+            "/api/v1/queue",
+            &h.operator,
+            Some(r#"{"advisory": "USN-9001-1", "os": "ubuntu"}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{added}");
+    let qid = added["added"][0]["id"].as_i64().expect("queue id");
+
+    let before = h.fingerprint();
+    for (token, body, status, code) in [
+        (
+            &h.viewer,
+            json!({"queue_id": qid}).to_string(),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            &h.operator,
+            json!({"queue_id": "one"}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            &h.operator,
+            json!({"queue_id": qid, "force": true}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+        ),
+        (
+            &h.operator,
+            json!({}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+        ),
+        (
+            &h.operator,
+            json!({"queue_id": 0}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            &h.operator,
+            json!({"queue_id": 99999}).to_string(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ] {
+        let (s, b) = h
+            .call(Method::POST, "/api/v1/tests/run", token, Some(&body))
+            .await;
+        assert_error(s, &b, status, code);
+    }
+    assert_eq!(
+        h.fingerprint(),
+        before,
+        "rejected test starts changed the database"
+    );
+
+    let (s, started) = h
+        .call(
+            Method::POST,
+            "/api/v1/tests/run",
+            &h.operator,
+            Some(&json!({"queue_id": qid}).to_string()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{started}");
+    let tid = started["test"]["id"].as_i64().expect("test started");
+    assert_eq!(started["test"]["queue_id"], json!(qid));
+    assert_eq!(started["test"]["started_by"], json!("oscar-operator"));
+    // A second start while it runs (or after) is a conflict.
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/tests/run",
+            &h.operator,
+            Some(&json!({"queue_id": qid}).to_string()),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::CONFLICT, "conflict");
+
+    let store = h.store.clone();
+    wait_for(120, "the API-started test to finish", || {
+        let t = store
+            .read_blocking(|c| spm::store::test_runs::get(c, tid))
+            .ok()?;
+        (t.status != spm::engine::state::TestStatus::Running).then_some(())
+    })
+    .await;
+    let (s, t) = h.get(&format!("/api/v1/tests/{tid}"), &h.viewer).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["test"]["status"], json!("passed"), "{t}");
+    let phases: Vec<&str> = t["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .filter_map(|p| p["phase"].as_str())
+        .collect();
+    for p in ["pre_check", "snapshot", "patch"] {
+        assert!(phases.contains(&p), "{p} missing from {phases:?}");
+    }
+    assert!(t["test"]["evidence"].is_object(), "{t}");
+    let (s, list) = h
+        .get(&format!("/api/v1/tests?queue_id={qid}"), &h.viewer)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(list["items"][0]["id"], json!(tid));
+    let (_, passed) = h.get("/api/v1/tests?status=passed", &h.viewer).await;
+    assert!(
+        passed["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|i| i["status"] == json!("passed"))
+    );
+    for bad in [
+        "/api/v1/tests?status=great",
+        "/api/v1/tests?queue_id=-1",
+        "/api/v1/tests?limit=0",
+    ] {
+        let (s, b) = h.get(bad, &h.viewer).await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+    }
+    let (s, b) = h.get("/api/v1/tests/424242", &h.viewer).await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+
+    // Abort: only a running test; bad bodies and roles are refused first.
+    let path = format!("/api/v1/tests/{tid}/abort");
+    let before = h.fingerprint();
+    for (token, body, status, code) in [
+        (
+            &h.viewer,
+            r#"{"reason": "stop"}"#,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            &h.operator,
+            r#"{"reason": ""}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            &h.operator,
+            r#"{"why": "stop"}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+        ),
+        (
+            &h.operator,
+            r#"{"reason": "stop"}"#,
+            StatusCode::CONFLICT,
+            "conflict",
+        ),
+    ] {
+        let (s, b) = h.call(Method::POST, &path, token, Some(body)).await;
+        assert_error(s, &b, status, code);
+    }
+    assert_eq!(h.fingerprint(), before);
+    h.stop().await;
+}

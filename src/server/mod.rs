@@ -98,6 +98,8 @@ pub struct Features {
     pub notifier: Option<Arc<crate::engine::notify::Notifier>>,
     /// The Lua script host (script status, policy validation).
     pub scripts: Option<Arc<crate::host::reload::ScriptHost>>,
+    /// The test engine (start, abort tests).
+    pub tests: Option<Arc<crate::engine::testing::TestEngine>>,
 }
 
 impl std::fmt::Debug for Features {
@@ -107,6 +109,7 @@ impl std::fmt::Debug for Features {
             .field("scorer", &self.scorer.is_some())
             .field("notifier", &self.notifier.is_some())
             .field("scripts", &self.scripts.is_some())
+            .field("tests", &self.tests.is_some())
             .finish()
     }
 }

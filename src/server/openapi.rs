@@ -71,6 +71,18 @@ fn schemas() -> Value {
             "required": ["source"],
             "properties": {"source": {"type": "string", "description": "Lua source of the policy"}}
         },
+        "TestRun": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["queue_id"],
+            "properties": {"queue_id": {"type": "integer", "minimum": 1}}
+        },
+        "TestAbort": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["reason"],
+            "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500}}
+        },
         "TokenCreate": {
             "type": "object",
             "additionalProperties": false,

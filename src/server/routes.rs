@@ -205,6 +205,24 @@ const REMOVE_QUERY: &[Param] = &[Param {
     doc: "why (recorded in the audit log)",
 }];
 
+const TESTS_QUERY: &[Param] = &[
+    Param {
+        name: "queue_id",
+        ty: "integer",
+        doc: "only tests of this queue item",
+    },
+    Param {
+        name: "status",
+        ty: "string",
+        doc: "running, passed, failed, error, aborted or interrupted",
+    },
+    Param {
+        name: "limit",
+        ty: "integer",
+        doc: "how many (default 50, max 500)",
+    },
+];
+
 /// Every route the server answers.
 pub const ROUTES: &[RouteSpec] = &[
     RouteSpec {
@@ -470,6 +488,50 @@ pub const ROUTES: &[RouteSpec] = &[
         body: None,
         success: 200,
         handler: || get(endpoints::reports::summary),
+    },
+    RouteSpec {
+        method: Method::Post,
+        path: "/api/v1/tests/run",
+        access: Access::Role(Role::Operator),
+        tag: "tests",
+        summary: "Test a queue item now; 202 with the item and the started test (409 if not testable)",
+        query: &[],
+        body: Some("TestRun"),
+        success: 202,
+        handler: || post(endpoints::tests::run),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/tests",
+        access: Access::Role(Role::Viewer),
+        tag: "tests",
+        summary: "Tests, newest first",
+        query: TESTS_QUERY,
+        body: None,
+        success: 200,
+        handler: || get(endpoints::tests::list),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/api/v1/tests/{id}",
+        access: Access::Role(Role::Viewer),
+        tag: "tests",
+        summary: "One test with its phases, rollbacks and evidence",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || get(endpoints::tests::detail),
+    },
+    RouteSpec {
+        method: Method::Post,
+        path: "/api/v1/tests/{id}/abort",
+        access: Access::Role(Role::Operator),
+        tag: "tests",
+        summary: "Abort a running test (it rolls back); 409 when it is not running",
+        query: &[],
+        body: Some("TestAbort"),
+        success: 200,
+        handler: || post(endpoints::tests::abort),
     },
     RouteSpec {
         method: Method::Get,

@@ -8,4 +8,5 @@ pub mod reports;
 pub mod scripts;
 pub mod sync;
 pub mod targets;
+pub mod tests;
 pub mod tokens;
