@@ -67,6 +67,13 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --no-fail-fast 2>&1 | tee "$log"
 status="${PIPESTATUS[0]}"
+
+# The lab stage: real throwaway Debian systems (root, loop devices, btrfs, network
+# namespaces). It prints "lab stage skipped: <reason>" where the machine cannot run it.
+step "lab stage (real Debian test systems)"
+scripts/ops/lab-stage.sh 2>&1 | tee -a "$log"
+lab_status="${PIPESTATUS[0]}"
+[ "$lab_status" -eq 0 ] || status="$lab_status"
 set -e
 
 step "summary"

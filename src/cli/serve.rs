@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::{Globals, Outcome};
 use crate::server::ServerConfig;
+use crate::server::app;
 use crate::server::health::Probes;
 use crate::server::service::Service;
 use crate::store::Store;
@@ -24,11 +25,15 @@ pub struct ServeArgs {
     /// Development only: no authentication, every request runs as admin `dev`.
     #[arg(long)]
     dev_insecure: bool,
+    /// Embed the simulated UYUNI fleet (and a Prometheus scraping it when installed); on
+    /// the first start, print a one-time admin token.
+    #[arg(long)]
+    sim: bool,
 }
 
 /// Run `spm serve` until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
-    let global = globals.load_config()?;
+    let mut global = globals.load_config()?;
     if !global.server.cors_origins.is_empty() {
         anyhow::bail!(
             "server.cors_origins is set, but spm does not serve CORS yet; leave it empty (the API is same-origin only)"
@@ -39,17 +44,6 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
             "server.tls_cert / server.tls_key are set, but spm serve does not terminate TLS yet; put a TLS proxy in front and unset them"
         );
     }
-    let store = Store::open(&global.database.path).context("opening the database")?;
-    let config = ServerConfig {
-        listen: args
-            .listen
-            .unwrap_or_else(|| global.server.listen.to_string()),
-        body_limit_bytes: usize::try_from(global.server.body_limit_bytes)
-            .context("server.body_limit_bytes is too large")?,
-        metrics_public: args.metrics_public,
-        prometheus_url: global.prometheus.url.clone(),
-        ..ServerConfig::default()
-    };
     // SQLite has one writer and a reader pool of 8 connections; many more blocking threads
     // only churn connections and grow malloc arenas (tokio's default is 512). Headroom is
     // left for other blocking work (file watching, Lua compilation).
@@ -58,11 +52,59 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
     rt.block_on(async move {
-        let service = Service::start(store, config, args.dev_insecure, Probes::default()).await?;
-        service
+        let opts = app::ServeOptions {
+            sim: args.sim,
+            dev_insecure: args.dev_insecure,
+        };
+        let embedded = app::start_embedded(&mut global, &opts).await?;
+        let store = Store::open(&global.database.path).context("opening the database")?;
+        if opts.sim
+            && !opts.dev_insecure
+            && let Some(token) = app::bootstrap_admin_token(&store)?
+        {
+            println!("first admin token (shown once, store it now): {token}");
+        }
+        let config = ServerConfig {
+            listen: args
+                .listen
+                .clone()
+                .unwrap_or_else(|| global.server.listen.to_string()),
+            body_limit_bytes: usize::try_from(global.server.body_limit_bytes)
+                .context("server.body_limit_bytes is too large")?,
+            metrics_public: args.metrics_public,
+            prometheus_url: global.prometheus.url.clone(),
+            ..ServerConfig::default()
+        };
+        let mut service =
+            Service::start(store.clone(), config, args.dev_insecure, Probes::default()).await?;
+        let host = app::start_scripts(&store, &global, &mut service).await?;
+        match crate::engine::notify::NotifyConfig::from_global(&global)
+            .map_err(anyhow::Error::msg)
+            .and_then(|c| Ok(crate::engine::notify::Notifier::new(store.clone(), c)?))
+        {
+            Ok(notifier) => {
+                let worker = notifier.spawn_worker(service.shutdown.clone());
+                service.spawn(async move {
+                    let _ = worker.await;
+                    Ok(())
+                });
+            }
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "notifications disabled"),
+        }
+        if let Some(uyuni) = app::start_sync(&store, &global, &mut service)? {
+            app::start_tests(&store, &global, host, uyuni, &mut service).await?;
+        }
+        println!(
+            "spm is serving on http://{} (API under /api/v1; Ctrl-C stops it)",
+            service.addr()
+        );
+        let result = service
             .run_until(shutdown_signal(), Duration::from_secs(30))
-            .await
+            .await;
+        drop(embedded);
+        result
     })?;
     Ok(Outcome::Ok)
 }

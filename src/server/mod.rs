@@ -9,6 +9,7 @@
 //! Features plug in by adding fields to [`AppState`] (services as `Option<Arc<…>>`) and
 //! rows to the route table.
 
+pub mod app;
 pub mod auth;
 pub mod endpoints;
 pub mod error;

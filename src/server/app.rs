@@ -1,0 +1,298 @@
+//! `spm serve` composition: everything the long-running service runs in one process.
+//!
+//! The HTTP API ([`super::service::Service`]) plus the background parts, each stopped by the
+//! service's shutdown token: the embedded simulated UYUNI fleet (`--sim`), a Prometheus
+//! child process scraping it (when the Debian `prometheus` binary is installed and no
+//! Prometheus is configured), the Lua script host with hot reload, the notification
+//! delivery worker, the periodic errata sync followed by the auto-queue rule, the test
+//! workers, and the scheduler (snooze expiry, cron policies).
+//!
+//! Decisions written down here:
+//! - `--sim` on a database without an admin token creates one named `admin` and prints it
+//!   once on stdout; without `--sim` the service refuses to start until
+//!   `spm token create --role admin` has been run (or `--dev-insecure` is given).
+//! - `--sim` turns the auto-queue rule on (security advisories of severity high or above)
+//!   unless the configuration file sets `[queue]` explicitly, so the demo fleet's errata
+//!   flow into the test queue without an operator.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::config::Config;
+use crate::engine::queue::{AutoQueueRule, auto_queue};
+use crate::engine::score::Scorer;
+use crate::engine::sync::uyuni_source::UyuniSource;
+use crate::engine::sync::{NoProgress, SyncConfig, run_sync};
+use crate::host::contracts::Contracts;
+use crate::host::reload::{ScriptHost, WatchMode};
+use crate::server::auth::{Role, create_token};
+use crate::server::service::Service;
+use crate::engine::testing::TestEngine;
+use crate::services::prom::{PromClient, PromConfig};
+use crate::services::uyuni::UyuniClient;
+use crate::sim::server::{SimHandle, SimOptions, SimServer};
+use crate::store::Store;
+
+/// What `spm serve` was asked to run.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Embed the simulated UYUNI fleet.
+    pub sim: bool,
+    /// No authentication (development only).
+    pub dev_insecure: bool,
+}
+
+/// Parts started before the HTTP server, kept alive for the service's lifetime.
+pub struct Embedded {
+    /// The simulator, when `--sim`.
+    pub sim: Option<SimHandle>,
+    /// A Prometheus child process, when one was started for the simulator.
+    pub prometheus: Option<PrometheusChild>,
+}
+
+/// A Prometheus server started as a child process; killed on drop.
+pub struct PrometheusChild {
+    child: tokio::process::Child,
+    /// Its base URL.
+    pub url: String,
+}
+
+impl Drop for PrometheusChild {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Start the embedded simulator (when asked) and point the UYUNI settings at it.
+pub async fn start_embedded(config: &mut Config, opts: &ServeOptions) -> anyhow::Result<Embedded> {
+    if !opts.sim {
+        return Ok(Embedded {
+            sim: None,
+            prometheus: None,
+        });
+    }
+    let sim = SimServer::start(SimOptions::default())
+        .await
+        .context("starting the embedded UYUNI simulator")?;
+    config.uyuni.url = Some(sim.url());
+    config.uyuni.user = Some("admin".into());
+    config.uyuni.password = Some(crate::config::Secret::new("admin"));
+    config.uyuni.ca_file = None;
+    if !config.queue.auto_queue {
+        config.queue.auto_queue = true;
+    }
+    let prometheus = if config.prometheus.url.is_none() {
+        match start_prometheus(&config.database.path, &sim).await {
+            Ok(p) => {
+                config.prometheus.url = Some(p.url.clone());
+                Some(p)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %format!("{e:#}"),
+                    "no Prometheus for the simulated fleet: validation checks will fail closed \
+                     (install the Debian package `prometheus` or set prometheus.url)"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    println!("simulated UYUNI fleet: {}", sim.url());
+    Ok(Embedded {
+        sim: Some(sim),
+        prometheus,
+    })
+}
+
+/// Start `/usr/bin/prometheus` scraping the simulator's per-system metrics.
+async fn start_prometheus(db_path: &Path, sim: &SimHandle) -> anyhow::Result<PrometheusChild> {
+    let binary = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .context("prometheus is not installed")?;
+    let dir = db_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("prometheus");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("finding a free port for Prometheus")?
+        .port();
+    let sd = format!("{}/_sim/prometheus-sd", sim.base_url());
+    let cfg = format!(
+        "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\nscrape_configs:\n  - job_name: spm-sim\n    honor_labels: true\n    http_sd_configs:\n      - url: '{sd}'\n        refresh_interval: 10s\n"
+    );
+    let cfg_path = dir.join("prometheus.yml");
+    std::fs::write(&cfg_path, cfg).with_context(|| format!("writing {}", cfg_path.display()))?;
+    let log = std::fs::File::create(dir.join("prometheus.log")).context("Prometheus log file")?;
+    let child = tokio::process::Command::new(binary)
+        .arg(format!("--config.file={}", cfg_path.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting prometheus")?;
+    let url = format!("http://127.0.0.1:{port}");
+    println!("Prometheus for the simulated fleet: {url}");
+    Ok(PrometheusChild { child, url })
+}
+
+/// On a database without an active admin token, create one named `admin` (or `admin-N`
+/// when that name is taken by a revoked token) and return it, to be printed once.
+pub fn bootstrap_admin_token(store: &Store) -> anyhow::Result<Option<String>> {
+    let count = store.read_blocking(crate::store::tokens::active_admin_count)?;
+    if count > 0 {
+        return Ok(None);
+    }
+    let token = store.write_blocking(|tx| {
+        let taken: Vec<String> = crate::store::tokens::list(tx)?
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        let name = std::iter::once("admin".to_string())
+            .chain((2..).map(|n| format!("admin-{n}")))
+            .find(|n| !taken.contains(n))
+            .unwrap_or_else(|| "admin".into());
+        let new = create_token(tx, &name, Role::Admin)?;
+        crate::store::audit::append(
+            tx,
+            &crate::store::audit::AuditEntry {
+                actor: "system:serve".into(),
+                source_addr: None,
+                action: "token.create".into(),
+                object_type: "token".into(),
+                object_id: Some(name.clone()),
+                reason: Some("first start with the simulated fleet".into()),
+                details: serde_json::json!({ "role": "admin" }),
+            },
+        )?;
+        Ok(new.token)
+    })?;
+    Ok(Some(token))
+}
+
+/// Open the Lua script host on the working directory and watch it for edits.
+pub async fn start_scripts(
+    store: &Store,
+    config: &Config,
+    service: &mut Service,
+) -> anyhow::Result<Arc<ScriptHost>> {
+    let root = std::env::current_dir().context("reading the working directory")?;
+    let host = ScriptHost::open_with_store(&root, Contracts::default(), Some(store.clone()))
+        .await
+        .map_err(|e| anyhow::anyhow!("loading the Lua scripts under {}: {e}", root.display()))?;
+    let mode = if config.scripts.poll {
+        WatchMode::Poll {
+            interval: Duration::from_millis(config.scripts.poll_interval_ms.max(100)),
+        }
+    } else {
+        WatchMode::Notify {
+            debounce: Duration::from_millis(config.scripts.debounce_ms.max(10)),
+        }
+    };
+    let watch = host.watch(mode).context("watching phases/, policies/, scripts/")?;
+    let token = service.shutdown.clone();
+    service.spawn(async move {
+        token.cancelled().await;
+        drop(watch);
+        Ok(())
+    });
+    Ok(host)
+}
+
+/// The periodic errata sync followed by the auto-queue rule.
+pub fn start_sync(
+    store: &Store,
+    config: &Config,
+    service: &mut Service,
+) -> anyhow::Result<Option<Arc<UyuniClient>>> {
+    if config.uyuni.url.is_none() {
+        tracing::warn!("uyuni.url is not set: no errata sync, no tests");
+        return Ok(None);
+    }
+    let client = Arc::new(
+        UyuniClient::new(&crate::cli::sync::client_config(&config.uyuni)?)
+            .context("building the UYUNI client")?,
+    );
+    let scorer = Arc::new(
+        Scorer::new((&config.score).into()).context("invalid [score] configuration")?,
+    );
+    let sync_config = SyncConfig::from(&config.sync);
+    let rule = AutoQueueRule::from(&config.queue);
+    let every = Duration::from_secs(config.sync.interval_secs.max(10));
+    let source = Arc::new(UyuniSource::new(client.clone()));
+    let store = store.clone();
+    let token = service.shutdown.clone();
+    service.spawn(async move {
+        loop {
+            match run_sync(&store, source.as_ref(), &scorer, &sync_config, &NoProgress).await {
+                Ok(report) => {
+                    tracing::info!(status = ?report.status, "errata sync finished");
+                    let (store, scorer, rule) = (store.clone(), scorer.clone(), rule.clone());
+                    match tokio::task::spawn_blocking(move || auto_queue(&store, &scorer, &rule))
+                        .await
+                    {
+                        Ok(Ok(added)) => tracing::info!(?added, "auto-queue rule applied"),
+                        Ok(Err(e)) => tracing::error!(error = %e, "auto-queue failed"),
+                        Err(e) => tracing::error!(error = %e, "auto-queue task failed"),
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "errata sync failed"),
+            }
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+        Ok(())
+    });
+    Ok(Some(client))
+}
+
+/// Recover tests a crash left running, then run the test workers until shutdown.
+pub async fn start_tests(
+    store: &Store,
+    config: &Config,
+    host: Arc<ScriptHost>,
+    uyuni: Arc<UyuniClient>,
+    service: &mut Service,
+) -> anyhow::Result<()> {
+    let prom = match &config.prometheus.url {
+        Some(url) => Some(Arc::new(
+            PromClient::new(&PromConfig {
+                url: url.clone(),
+                timeout_s: config.prometheus.timeout_secs,
+                ca_file: None,
+            })
+            .context("Prometheus client")?,
+        )),
+        None => None,
+    };
+    let engine = TestEngine::new(store.clone(), host, uyuni, prom, config.test.clone());
+    let report = engine
+        .recover()
+        .await
+        .context("recovering tests left running by a previous process")?;
+    tracing::info!(?report, "test recovery at start");
+    let workers = usize::try_from(config.test.concurrency).unwrap_or(1).max(1);
+    let token = service.shutdown.clone();
+    service.spawn(async move {
+        tokio::select! {
+            _ = engine.run_workers(workers) => {}
+            _ = token.cancelled() => engine.shutdown(),
+        }
+        Ok(())
+    });
+    Ok(())
+}
