@@ -74,8 +74,8 @@ async fn start_with(
         listen: "127.0.0.1:0".into(),
         ..ServerConfig::default()
     };
-    let mut state = AppState::new(store.clone(), config, false);
-    state.features = features;
+    let state = AppState::new(store.clone(), config, false);
+    state.update_features(|f| *f = features.clone());
     let service = Service::start_with_state(state, Probes::default())
         .await
         .expect("start server");

@@ -27,11 +27,11 @@ use crate::engine::queue::{AutoQueueRule, auto_queue};
 use crate::engine::score::Scorer;
 use crate::engine::sync::uyuni_source::UyuniSource;
 use crate::engine::sync::{NoProgress, SyncConfig, run_sync};
+use crate::engine::testing::TestEngine;
 use crate::host::contracts::Contracts;
 use crate::host::reload::{ScriptHost, WatchMode};
 use crate::server::auth::{Role, create_token};
 use crate::server::service::Service;
-use crate::engine::testing::TestEngine;
 use crate::services::prom::{PromClient, PromConfig};
 use crate::services::uyuni::UyuniClient;
 use crate::sim::server::{SimHandle, SimOptions, SimServer};
@@ -136,7 +136,10 @@ async fn start_prometheus(db_path: &Path, sim: &SimHandle) -> anyhow::Result<Pro
     let log = std::fs::File::create(dir.join("prometheus.log")).context("Prometheus log file")?;
     let child = tokio::process::Command::new(binary)
         .arg(format!("--config.file={}", cfg_path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
@@ -201,13 +204,19 @@ pub async fn start_scripts(
             debounce: Duration::from_millis(config.scripts.debounce_ms.max(10)),
         }
     };
-    let watch = host.watch(mode).context("watching phases/, policies/, scripts/")?;
+    let watch = host
+        .watch(mode)
+        .context("watching phases/, policies/, scripts/")?;
     let token = service.shutdown.clone();
     service.spawn(async move {
         token.cancelled().await;
         drop(watch);
         Ok(())
     });
+    let registered = host.clone();
+    service
+        .state
+        .update_features(|f| f.scripts = Some(registered.clone()));
     Ok(host)
 }
 
@@ -225,13 +234,24 @@ pub fn start_sync(
         UyuniClient::new(&crate::cli::sync::client_config(&config.uyuni)?)
             .context("building the UYUNI client")?,
     );
-    let scorer = Arc::new(
-        Scorer::new((&config.score).into()).context("invalid [score] configuration")?,
-    );
+    let scorer =
+        Arc::new(Scorer::new((&config.score).into()).context("invalid [score] configuration")?);
     let sync_config = SyncConfig::from(&config.sync);
     let rule = AutoQueueRule::from(&config.queue);
     let every = Duration::from_secs(config.sync.interval_secs.max(10));
     let source = Arc::new(UyuniSource::new(client.clone()));
+    // The API starts syncs on demand with the same source and settings; the run lock in
+    // the database keeps them from overlapping with the periodic one.
+    let runner = Arc::new(crate::server::endpoints::sync::SyncRunner::new(
+        source.clone(),
+        scorer.clone(),
+        sync_config.clone(),
+        rule.clone(),
+    ));
+    service.state.update_features(|f| {
+        f.scorer = Some(scorer.clone());
+        f.sync = Some(runner.clone());
+    });
     let store = store.clone();
     let token = service.shutdown.clone();
     service.spawn(async move {
@@ -285,6 +305,9 @@ pub async fn start_tests(
         .await
         .context("recovering tests left running by a previous process")?;
     tracing::info!(?report, "test recovery at start");
+    service
+        .state
+        .update_features(|f| f.tests = Some(engine.clone()));
     let workers = usize::try_from(config.test.concurrency).unwrap_or(1).max(1);
     let token = service.shutdown.clone();
     service.spawn(async move {

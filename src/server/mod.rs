@@ -83,9 +83,10 @@ pub struct AppState {
     pub usage: Arc<auth::UsageTracker>,
     /// No authentication: every request runs as `dev` with the admin role.
     pub dev_insecure: bool,
-    /// Feature services (sync, scoring, notifications, scripts); each is optional and an
-    /// endpoint whose service is absent answers 503 `not_configured`.
-    pub features: Features,
+    /// Feature services (sync, scoring, notifications, scripts, tests); each is optional
+    /// and an endpoint whose service is absent answers 503 `not_configured`. Shared and
+    /// swappable, so parts started after the server (see `server::app`) can register.
+    pub features: Arc<arc_swap::ArcSwap<Features>>,
 }
 
 /// Services the feature endpoints use. Absent ones make their endpoints answer 503.
@@ -121,7 +122,7 @@ impl std::fmt::Debug for AppState {
             .field("store", &self.store)
             .field("config", &self.config)
             .field("dev_insecure", &self.dev_insecure)
-            .field("features", &self.features)
+            .field("features", &self.features.load())
             .finish_non_exhaustive()
     }
 }
@@ -136,8 +137,22 @@ impl AppState {
             health: Arc::new(health::HealthCache::default()),
             usage: Arc::new(auth::UsageTracker::default()),
             dev_insecure,
-            features: Features::default(),
+            features: Arc::new(arc_swap::ArcSwap::from_pointee(Features::default())),
         }
+    }
+
+    /// The feature services registered so far.
+    pub fn features(&self) -> Arc<Features> {
+        self.features.load_full()
+    }
+
+    /// Register or replace feature services (every clone of this state sees the change).
+    pub fn update_features(&self, f: impl Fn(&mut Features)) {
+        self.features.rcu(|cur| {
+            let mut next = Features::clone(cur);
+            f(&mut next);
+            next
+        });
     }
 }
 

@@ -185,7 +185,7 @@ pub async fn risk(
     Path(advisory): Path<String>,
     ApiQuery(q): ApiQuery<RiskQuery>,
 ) -> ApiResult<Json<Value>> {
-    let scorer = state.features.scorer.clone().ok_or_else(|| {
+    let scorer = state.features().scorer.clone().ok_or_else(|| {
         ApiError::not_configured("the Success Score is not configured in this server")
     })?;
     let adv = check_advisory(&advisory)?;

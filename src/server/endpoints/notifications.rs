@@ -143,7 +143,7 @@ pub async fn mark_many(
 
 fn notifier(state: &AppState) -> ApiResult<std::sync::Arc<crate::engine::notify::Notifier>> {
     state
-        .features
+        .features()
         .notifier
         .clone()
         .ok_or_else(|| ApiError::not_configured("notifications are not configured in this server"))

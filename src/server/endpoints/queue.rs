@@ -142,7 +142,7 @@ pub async fn add(
     who: Principal,
     ApiJson(body): ApiJson<AddBody>,
 ) -> ApiResult<(StatusCode, Json<AddReport>)> {
-    let scorer = state.features.scorer.clone().ok_or_else(|| {
+    let scorer = state.features().scorer.clone().ok_or_else(|| {
         ApiError::not_configured("the Success Score is not configured in this server")
     })?;
     let mut advisories = body.advisories.unwrap_or_default();

@@ -32,7 +32,7 @@ const MAX_SOURCE: usize = 256 * 1024;
 static WRITE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn host(state: &AppState) -> ApiResult<Arc<ScriptHost>> {
-    state.features.scripts.clone().ok_or_else(|| {
+    state.features().scripts.clone().ok_or_else(|| {
         ApiError::not_configured("the Lua script host is not running in this server")
     })
 }

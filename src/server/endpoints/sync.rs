@@ -118,7 +118,7 @@ pub async fn start(
     State(state): State<AppState>,
     who: Principal,
 ) -> ApiResult<(StatusCode, Json<SyncRun>)> {
-    let runner = state.features.sync.clone().ok_or_else(|| {
+    let runner = state.features().sync.clone().ok_or_else(|| {
         ApiError::not_configured(
             "errata sync is not configured in this server (set [uyuni] url, user and password)",
         )

@@ -27,7 +27,7 @@ const START_WAIT: Duration = Duration::from_secs(10);
 
 fn engine(state: &AppState) -> ApiResult<Arc<TestEngine>> {
     state
-        .features
+        .features()
         .tests
         .clone()
         .ok_or_else(|| ApiError::not_configured("the test engine is not running in this server"))
