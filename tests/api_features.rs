@@ -1066,8 +1066,10 @@ async fn tests_start_over_http_run_the_shipped_phases_and_show_evidence() {
     let host = ScriptHost::open(scripts.path(), Contracts::default())
         .await
         .expect("shipped scripts load");
-    let mut cfg = spm::config::TestConfig::default();
-    cfg.systems = vec!["test-ubuntu-02".into()];
+    let mut cfg = spm::config::TestConfig {
+        systems: vec!["test-ubuntu-02".into()],
+        ..Default::default()
+    };
     cfg.critical_services
         .insert("ubuntu".into(), vec!["ssh".into(), "cron".into()]);
     cfg.validation.window_secs = 3;

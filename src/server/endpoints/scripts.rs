@@ -212,9 +212,27 @@ fn invalid_source(diags: &[Diagnostic]) -> Response {
 }
 
 /// Validate the whole root with `candidate` (or without the file, when `None`) in place of
-/// `policies/<name>.lua`. Returns the errors that concern that file (for a delete: every
-/// error the removal would cause).
+/// `policies/<name>.lua`. Returns the errors that concern that file (for a delete: the
+/// errors the removal would cause, i.e. those the set on disk does not already have).
 async fn validate(
+    host: &ScriptHost,
+    name: &str,
+    candidate: Option<&str>,
+) -> ApiResult<Vec<Diagnostic>> {
+    let after = load_errors(host, name, candidate).await?;
+    let target = rel(name);
+    if candidate.is_some() {
+        return Ok(after.into_iter().filter(|d| d.path == target).collect());
+    }
+    let on_disk = tokio::fs::read_to_string(abs(host.root(), name))
+        .await
+        .map_err(ApiError::internal)?;
+    let before = load_errors(host, name, Some(&on_disk)).await?;
+    Ok(after.into_iter().filter(|d| !before.contains(d)).collect())
+}
+
+/// Every error of the root loaded with `candidate` as `policies/<name>.lua` (absent: none).
+async fn load_errors(
     host: &ScriptHost,
     name: &str,
     candidate: Option<&str>,
@@ -239,12 +257,7 @@ async fn validate(
         sources.push((target.clone(), Arc::from(src)));
     }
     let report = ScriptSet::load_sources(&root, host.contracts(), 0, sources).await;
-    let errors: Vec<Diagnostic> = report
-        .errors()
-        .filter(|d| candidate.is_none() || d.path == target)
-        .cloned()
-        .collect();
-    Ok(errors)
+    Ok(report.errors().cloned().collect())
 }
 
 /// Write `source` to `policies/<name>.lua` through a temporary file and a rename.
@@ -371,7 +384,8 @@ pub async fn update(
     save(&state, who, name, body.source, false).await
 }
 
-/// Delete a policy (admin); refused with 422 if other scripts then fail to load.
+/// Delete a policy (admin); refused with 422 if other scripts would then fail to load
+/// (errors the set already has do not block the delete).
 pub async fn remove(
     State(state): State<AppState>,
     who: Principal,
