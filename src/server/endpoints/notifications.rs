@@ -186,10 +186,10 @@ pub async fn send_test(State(state): State<AppState>, who: Principal) -> ApiResu
 fn redact_url(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
-            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            let hidden = rest.len() > authority.len();
             // Drop any user:password@ part.
-            let host = host.rsplit('@').next().unwrap_or(host);
-            let hidden = rest.len() > host.len();
+            let host = authority.rsplit('@').next().unwrap_or(authority);
             format!("{scheme}://{host}{}", if hidden { "/…" } else { "" })
         }
         None => "…".to_owned(),
