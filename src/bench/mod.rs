@@ -4,6 +4,7 @@ pub mod api;
 pub mod host;
 pub mod lab;
 pub mod notify;
+pub mod rollout;
 pub mod sync;
 pub mod test;
 pub mod uyuni;

@@ -54,6 +54,19 @@ enum Which {
         #[arg(long, default_value_t = 10)]
         workers: usize,
     },
+    /// Production rollout against the simulator: wall time versus waves × action time,
+    /// UYUNI calls per wave, peak RSS.
+    Rollout {
+        /// Production systems in the simulated fleet.
+        #[arg(long, default_value_t = 10_000)]
+        systems: usize,
+        /// Hosts per wave and in flight.
+        #[arg(long, default_value_t = 200)]
+        max_parallel: u32,
+        /// Duration of one errata action, ms.
+        #[arg(long, default_value_t = 200)]
+        action_ms: u64,
+    },
     /// Test engine: one test's wall time, and the speedup of 4 test systems over 1.
     Test {
         /// Advisories in the speedup run.
@@ -99,6 +112,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
                 ..bench::test::BenchParams::default()
             }))?
         }
+        Which::Rollout {
+            systems,
+            max_parallel,
+            action_ms,
+        } => runtime()?.block_on(bench::rollout::run(bench::rollout::Params {
+            systems,
+            max_parallel,
+            action_ms,
+        }))?,
         Which::Uyuni { quick } => {
             let mut p = bench::uyuni::BenchParams::default();
             if quick {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::Outcome;
-use crate::host::contracts::{Contracts, Diagnostic};
+use crate::host::contracts::Diagnostic;
 use crate::host::resolve;
 use crate::host::scriptset::{self, ScriptSet};
 
@@ -93,7 +93,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     } = collect(&args.root, &args.paths)?;
     let report = rt.block_on(ScriptSet::load_sources(
         &args.root,
-        &Contracts::default(),
+        // Policies are checked by the rollout engine's validator (unknown keys, cron, ...).
+        &crate::engine::rollout::policy::contracts(),
         1,
         sources,
     ));

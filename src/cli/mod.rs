@@ -8,14 +8,17 @@
 //! [`Globals::load_config`] only if it needs it.
 
 pub mod ansible;
+pub mod approve;
 pub mod bench;
 pub mod check;
+pub mod compliance;
 pub mod config;
 pub mod db;
 pub mod gen_config;
 pub mod lab;
 pub mod notify;
 pub mod queue;
+pub mod run;
 pub mod score;
 pub mod serve;
 pub mod sim;
@@ -160,6 +163,18 @@ pub enum Command {
     Queue(queue::QueueArgs),
     /// The test engine: next, run, status, show, abort.
     Test(test::TestArgs),
+    /// Approve queue items for production (several ids = one all-or-nothing batch).
+    Approve(approve::ApproveArgs),
+    /// Reject a queue item (reason required).
+    Reject(approve::RejectArgs),
+    /// Snooze a queue item's approval until a time.
+    Snooze(approve::SnoozeArgs),
+    /// Pending approvals, decision history, snooze expiry.
+    Approvals(approve::ApprovalsArgs),
+    /// Run a patch policy (or `status` / `cancel` / `rollback` a run).
+    Run(run::RunArgs),
+    /// Compliance per system / policy / env / OS, scans and CVE advisories.
+    Compliance(compliance::ComplianceArgs),
 }
 
 /// Parse the command line, run the command, and map the result to an exit code.
@@ -215,5 +230,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Bench(args) => bench::run(args),
         Command::Lab(args) => lab::run(args, &cli.globals),
         Command::Test(args) => test::run(args, &cli.globals),
+        Command::Approve(args) => approve::run_approve(args, &cli.globals),
+        Command::Reject(args) => approve::run_reject(args, &cli.globals),
+        Command::Snooze(args) => approve::run_snooze(args, &cli.globals),
+        Command::Approvals(args) => approve::run_approvals(args, &cli.globals),
+        Command::Run(args) => run::run(args, &cli.globals),
+        Command::Compliance(args) => compliance::run(args, &cli.globals),
     }
 }

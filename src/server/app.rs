@@ -28,7 +28,6 @@ use crate::engine::score::Scorer;
 use crate::engine::sync::uyuni_source::UyuniSource;
 use crate::engine::sync::{NoProgress, SyncConfig, run_sync};
 use crate::engine::testing::TestEngine;
-use crate::host::contracts::Contracts;
 use crate::host::reload::{ScriptHost, WatchMode};
 use crate::server::auth::{Role, create_token};
 use crate::server::service::Service;
@@ -192,9 +191,13 @@ pub async fn start_scripts(
     service: &mut Service,
 ) -> anyhow::Result<Arc<ScriptHost>> {
     let root = std::env::current_dir().context("reading the working directory")?;
-    let host = ScriptHost::open_with_store(&root, Contracts::default(), Some(store.clone()))
-        .await
-        .map_err(|e| anyhow::anyhow!("loading the Lua scripts under {}: {e}", root.display()))?;
+    let host = ScriptHost::open_with_store(
+        &root,
+        crate::engine::rollout::policy::contracts(),
+        Some(store.clone()),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("loading the Lua scripts under {}: {e}", root.display()))?;
     let mode = if config.scripts.poll {
         WatchMode::Poll {
             interval: Duration::from_millis(config.scripts.poll_interval_ms.max(100)),

@@ -39,6 +39,10 @@ pub const FILES: &[(&str, &str)] = &[
         "0006_test_engine.sql",
         include_str!("../../migrations/0006_test_engine.sql"),
     ),
+    (
+        "0007_run_host_packages.sql",
+        include_str!("../../migrations/0007_run_host_packages.sql"),
+    ),
 ];
 
 /// The migration set as rusqlite_migration sees it.

@@ -6,7 +6,9 @@
 //! [`Store::write`], which run the closure on tokio's blocking pool; synchronous callers
 //! (CLI, tests) use the `*_blocking` variants.
 
+pub mod approvals;
 pub mod audit;
+pub mod compliance;
 pub mod errata;
 pub mod fixtures;
 pub mod migrations;
@@ -14,6 +16,7 @@ pub mod notifications;
 pub mod queue;
 pub mod queue_view;
 pub mod reports;
+pub mod runs;
 pub mod script_kv;
 pub mod script_versions;
 pub mod stats;
