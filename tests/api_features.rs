@@ -41,6 +41,7 @@ struct Harness {
     admin: String,
     viewer: String,
     operator: String,
+    approver: String,
 }
 
 async fn start(features: Features, seed_items: usize) -> Harness {
@@ -64,6 +65,7 @@ async fn start_with(
                 ("root", Role::Admin),
                 ("alice-viewer", Role::Viewer),
                 ("oscar-operator", Role::Operator),
+                ("april-approver", Role::Approver),
             ] {
                 out.push(create_token(tx, name, role)?.token);
             }
@@ -89,6 +91,7 @@ async fn start_with(
         admin: toks[0].clone(),
         viewer: toks[1].clone(),
         operator: toks[2].clone(),
+        approver: toks[3].clone(),
     }
 }
 
@@ -1274,5 +1277,164 @@ async fn tests_start_over_http_run_the_shipped_phases_and_show_evidence() {
         assert_error(s, &b, status, code);
     }
     assert_eq!(h.fingerprint(), before);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_record_who_and_where_enforce_four_eyes_and_refuse_non_pending() {
+    // seed_queue: items 3 and 7 (0-based 2, 6) are pending_approval, queued by `bench`.
+    let h = start(Features::default(), 8).await;
+    let (s, p) = h.get("/api/v1/approvals/pending", &h.viewer).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let ids: Vec<i64> = p["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["id"].as_i64())
+        .collect();
+    assert_eq!(ids.len(), 2, "{p}");
+    let (a, b) = (ids[0], ids[1]);
+    // Item b was queued by the approver: four-eyes forbids them approving it.
+    h.store
+        .write_blocking(|tx| {
+            tx.execute(
+                "UPDATE queue_items SET queued_by = 'april-approver' WHERE id = ?1",
+                [b],
+            )?;
+            Ok(())
+        })
+        .expect("queued_by");
+
+    let before = h.fingerprint();
+    let approve = |id: i64| format!("/api/v1/approvals/{id}/approve");
+    for (token, path, body, status, code) in [
+        (
+            &h.operator,
+            approve(a),
+            "{}",
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            &h.approver,
+            approve(a),
+            r#"{"reason": 5}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            &h.approver,
+            approve(a),
+            r#"{"why": "ok"}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+        ),
+        (
+            &h.approver,
+            "/api/v1/approvals/x/approve".to_owned(),
+            "{}",
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            &h.approver,
+            approve(99999),
+            "{}",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            &h.approver,
+            approve(b),
+            "{}",
+            StatusCode::FORBIDDEN,
+            "four_eyes",
+        ),
+        (
+            &h.approver,
+            format!("/api/v1/approvals/{a}/reject"),
+            "{}",
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+        ),
+        (
+            &h.approver,
+            format!("/api/v1/approvals/{a}/reject"),
+            r#"{"reason": "  "}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            &h.approver,
+            format!("/api/v1/approvals/{a}/snooze"),
+            r#"{"until": "yesterday-ish", "reason": "wait"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            &h.approver,
+            "/api/v1/approvals/batch".to_owned(),
+            &format!(r#"{{"queue_ids": [{a}, {b}]}}"#),
+            StatusCode::FORBIDDEN,
+            "four_eyes",
+        ),
+        (
+            &h.approver,
+            "/api/v1/approvals/batch".to_owned(),
+            r#"{"queue_ids": []}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+    ] {
+        let (s, r) = h.call(Method::POST, &path, token, Some(body)).await;
+        assert_error(s, &r, status, code);
+    }
+    assert_eq!(
+        h.fingerprint(),
+        before,
+        "refused decisions changed the database"
+    );
+
+    let (s, d) = h
+        .call(
+            Method::POST,
+            &approve(a),
+            &h.approver,
+            Some(r#"{"reason": "evidence looks good"}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["item"]["status"], json!("approved"));
+    let (s, r) = h
+        .call(Method::POST, &approve(a), &h.approver, Some("{}"))
+        .await;
+    assert_error(s, &r, StatusCode::CONFLICT, "conflict");
+    // Another approver may decide b: snooze it (admin holds every role).
+    let (s, d) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/approvals/{b}/snooze"),
+            &h.admin,
+            Some(r#"{"until": "7d", "reason": "change freeze"}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["item"]["status"], json!("snoozed"));
+    let (_, p) = h.get("/api/v1/approvals/pending", &h.viewer).await;
+    assert_eq!(p["items"], json!([]));
+
+    let rows = h
+        .store
+        .read_blocking(|c| spm::store::approvals::history(c, a))
+        .expect("approvals");
+    assert_eq!(rows.len(), 1);
+    let row = serde_json::to_value(&rows[0]).expect("json");
+    assert_eq!(row["actor"], json!("april-approver"), "{row}");
+    assert!(
+        row["source_addr"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("127.0.0.1")),
+        "source address recorded: {row}"
+    );
     h.stop().await;
 }

@@ -82,9 +82,11 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
             Service::start(store.clone(), config, args.dev_insecure, Probes::default()).await?;
         // Queue additions and risk breakdowns need the scorer even without UYUNI.
         let scorer = super::sync::scorer(&global)?;
-        service
-            .state
-            .update_features(|f| f.scorer = Some(scorer.clone()));
+        let four_eyes = global.approvals.four_eyes;
+        service.state.update_features(|f| {
+            f.scorer = Some(scorer.clone());
+            f.approval_rules = crate::engine::approvals::Rules { four_eyes };
+        });
         let host = app::start_scripts(&store, &global, &mut service).await?;
         match crate::engine::notify::NotifyConfig::from_global(&global)
             .map_err(anyhow::Error::msg)

@@ -90,8 +90,10 @@ pub struct AppState {
 }
 
 /// Services the feature endpoints use. Absent ones make their endpoints answer 503.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Features {
+    /// Approval rules (four-eyes); on unless the configuration turns it off.
+    pub approval_rules: crate::engine::approvals::Rules,
     /// Starts errata syncs in the background (`POST /api/v1/sync`).
     pub sync: Option<Arc<endpoints::sync::SyncRunner>>,
     /// The Success Score calculator (queue additions, risk breakdowns).
@@ -104,9 +106,23 @@ pub struct Features {
     pub tests: Option<Arc<crate::engine::testing::TestEngine>>,
 }
 
+impl Default for Features {
+    fn default() -> Self {
+        Self {
+            approval_rules: crate::engine::approvals::Rules { four_eyes: true },
+            sync: None,
+            scorer: None,
+            notifier: None,
+            scripts: None,
+            tests: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for Features {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Features")
+            .field("approval_rules", &self.approval_rules)
             .field("sync", &self.sync.is_some())
             .field("scorer", &self.scorer.is_some())
             .field("notifier", &self.notifier.is_some())

@@ -83,6 +83,42 @@ fn schemas() -> Value {
             "required": ["reason"],
             "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500}}
         },
+        "Approve": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "reason": {"type": "string", "maxLength": 2000},
+                "evidence_test_id": {"type": "integer", "minimum": 1}
+            }
+        },
+        "Reject": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["reason"],
+            "properties": {
+                "reason": {"type": "string", "minLength": 1, "maxLength": 2000},
+                "evidence_test_id": {"type": "integer", "minimum": 1}
+            }
+        },
+        "Snooze": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["until", "reason"],
+            "properties": {
+                "until": {"type": "string", "description": "RFC 3339 time, date, or duration (90m, 12h, 7d, 2w)"},
+                "reason": {"type": "string", "minLength": 1, "maxLength": 2000}
+            }
+        },
+        "ApproveBatch": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["queue_ids"],
+            "properties": {
+                "queue_ids": {"type": "array", "minItems": 1, "maxItems": 500,
+                              "items": {"type": "integer", "minimum": 1}},
+                "reason": {"type": "string", "maxLength": 2000}
+            }
+        },
         "TokenCreate": {
             "type": "object",
             "additionalProperties": false,

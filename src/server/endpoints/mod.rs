@@ -1,5 +1,6 @@
 //! Handlers for the endpoints whose data lives in the schema. One module per resource.
 
+pub mod approvals;
 pub mod audit;
 pub mod errata;
 pub mod notifications;
