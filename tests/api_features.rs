@@ -1438,3 +1438,134 @@ async fn approvals_record_who_and_where_enforce_four_eyes_and_refuse_non_pending
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_and_compliance_read_what_the_rollout_recorded_and_cancel_is_audited() {
+    use spm::engine::state::RunHostStatus;
+    use spm::store::compliance::{ScanRow, record_scan};
+    use spm::store::runs::{NewRun, NewRunHost, insert_hosts, insert_run};
+    let h = start(Features::default(), 0).await;
+    let run_id = h
+        .store
+        .write_blocking(|tx| {
+            for (id, name) in [(1001_i64, "web-01"), (1002, "db-01")] {
+                tx.execute(
+                    "INSERT INTO systems (id, name) VALUES (?1, ?2)",
+                    rusqlite::params![id, name],
+                )?;
+            }
+            for (id, name, status, env) in [
+                (1001_i64, "web-01", "compliant", "prod"),
+                (1002, "db-01", "non_compliant", "prod"),
+            ] {
+                record_scan(
+                    tx,
+                    &ScanRow {
+                        system_id: id,
+                        name: name.into(),
+                        policy_id: Some("weekly".into()),
+                        os: "ubuntu".into(),
+                        env: Some(env.into()),
+                        patch_level: None,
+                        target_level: None,
+                        status: status.into(),
+                        pending_errata: if status == "compliant" {
+                            vec![]
+                        } else {
+                            vec!["USN-1-1".into()]
+                        },
+                        pending_cves: vec![],
+                    },
+                )?;
+            }
+            let run = insert_run(
+                tx,
+                &NewRun {
+                    policy_id: "weekly".into(),
+                    policy_hash: "ab".repeat(32),
+                    trigger: "manual".into(),
+                    started_by: "someone".into(),
+                    owner: "elsewhere".into(),
+                    lease: Duration::from_secs(600),
+                },
+            )?;
+            insert_hosts(
+                tx,
+                run.id,
+                &[NewRunHost {
+                    system_id: 1001,
+                    system_name: "web-01".into(),
+                    wave: 1,
+                    errata: vec!["USN-1-1".into()],
+                    status: RunHostStatus::Pending,
+                    error: None,
+                }],
+            )?;
+            Ok(run.id)
+        })
+        .expect("seed runs and compliance");
+
+    let (s, list) = h.get("/patch/runs", &h.viewer).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(list["items"][0]["id"], json!(run_id));
+    let (s, one) = h.get(&format!("/patch/runs/{run_id}"), &h.viewer).await;
+    assert_eq!(s, StatusCode::OK, "{one}");
+    assert_eq!(one["hosts"][0]["system_name"], json!("web-01"));
+    let (s, b) = h.get("/patch/runs/777", &h.viewer).await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+
+    let cancel = format!("/patch/runs/{run_id}/cancel");
+    let before = h.fingerprint();
+    let (s, b) = h.call(Method::POST, &cancel, &h.viewer, None).await;
+    assert_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
+    let (s, b) = h
+        .call(Method::POST, "/patch/runs/777/cancel", &h.operator, None)
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(h.fingerprint(), before);
+    let (s, b) = h.call(Method::POST, &cancel, &h.operator, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["run"]["status"], json!("cancelling"), "{b}");
+
+    let (s, c) = h.get("/patch/compliance", &h.viewer).await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["items"].as_array().map(Vec::len), Some(2));
+    let (s, g) = h.get("/patch/compliance?by=env", &h.viewer).await;
+    assert_eq!(s, StatusCode::OK, "{g}");
+    assert_eq!(g["groups"][0]["key"], json!("prod"));
+    assert_eq!(g["groups"][0]["compliant"], json!(1));
+    assert_eq!(g["groups"][0]["non_compliant"], json!(1));
+    let (s, b) = h.get("/patch/compliance?by=colour", &h.viewer).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+    let (s, one) = h.get("/patch/compliance/1002", &h.viewer).await;
+    assert_eq!(s, StatusCode::OK, "{one}");
+    assert_eq!(one["system"]["pending_errata"], json!(["USN-1-1"]));
+    let (s, b) = h.get("/patch/compliance/5", &h.viewer).await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+    let (s, b) = h.get("/patch/advisories?cve=not-a-cve", &h.viewer).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_field");
+    let (s, b) = h.get("/patch/advisories", &h.viewer).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    let actions: Vec<(String, String)> = h
+        .store
+        .read_blocking(|c| {
+            audit::list(
+                c,
+                &audit::AuditFilter {
+                    object_type: Some("patch_run".into()),
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+        })
+        .expect("audit")
+        .into_iter()
+        .map(|r| (r.action, r.actor))
+        .collect();
+    assert_eq!(
+        actions,
+        [("run.cancel".to_owned(), "oscar-operator".to_owned())]
+    );
+    h.stop().await;
+}

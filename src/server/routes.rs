@@ -223,6 +223,31 @@ const TESTS_QUERY: &[Param] = &[
     },
 ];
 
+const RUNS_QUERY: &[Param] = &[Param {
+    name: "limit",
+    ty: "integer",
+    doc: "how many runs (default 50, max 500)",
+}];
+
+const COMPLIANCE_QUERY: &[Param] = &[Param {
+    name: "by",
+    ty: "string",
+    doc: "policy, env or os: counts per group instead of per system",
+}];
+
+const ADVISORY_QUERY: &[Param] = &[
+    Param {
+        name: "cve",
+        ty: "string",
+        doc: "one CVE: its errata and the systems that still need them",
+    },
+    Param {
+        name: "limit",
+        ty: "integer",
+        doc: "without cve: how many CVEs (default 100, max 1000)",
+    },
+];
+
 /// Every route the server answers.
 pub const ROUTES: &[RouteSpec] = &[
     RouteSpec {
@@ -587,6 +612,72 @@ pub const ROUTES: &[RouteSpec] = &[
         body: Some("ApproveBatch"),
         success: 200,
         handler: || post(endpoints::approvals::batch),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/patch/runs",
+        access: Access::Role(Role::Viewer),
+        tag: "runs",
+        summary: "Patch runs, newest first",
+        query: RUNS_QUERY,
+        body: None,
+        success: 200,
+        handler: || get(endpoints::patch::list_runs),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/patch/runs/{id}",
+        access: Access::Role(Role::Viewer),
+        tag: "runs",
+        summary: "One patch run with its hosts",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || get(endpoints::patch::run_detail),
+    },
+    RouteSpec {
+        method: Method::Post,
+        path: "/patch/runs/{id}/cancel",
+        access: Access::Role(Role::Operator),
+        tag: "runs",
+        summary: "Cancel a patch run (in-flight hosts finish); 409 when it already ended",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || post(endpoints::patch::cancel_run),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/patch/compliance",
+        access: Access::Role(Role::Viewer),
+        tag: "compliance",
+        summary: "Compliance per system, or rolled up by policy, env or os",
+        query: COMPLIANCE_QUERY,
+        body: None,
+        success: 200,
+        handler: || get(endpoints::patch::compliance_view),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/patch/compliance/{system_id}",
+        access: Access::Role(Role::Viewer),
+        tag: "compliance",
+        summary: "Compliance of one system",
+        query: &[],
+        body: None,
+        success: 200,
+        handler: || get(endpoints::patch::compliance_system),
+    },
+    RouteSpec {
+        method: Method::Get,
+        path: "/patch/advisories",
+        access: Access::Role(Role::Viewer),
+        tag: "compliance",
+        summary: "CVE to errata to systems still needing them (or the CVEs known)",
+        query: ADVISORY_QUERY,
+        body: None,
+        success: 200,
+        handler: || get(endpoints::patch::advisories),
     },
     RouteSpec {
         method: Method::Get,

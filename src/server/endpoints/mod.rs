@@ -4,6 +4,7 @@ pub mod approvals;
 pub mod audit;
 pub mod errata;
 pub mod notifications;
+pub mod patch;
 pub mod queue;
 pub mod reports;
 pub mod scripts;

@@ -1,0 +1,181 @@
+//! Patch runs and compliance, read side plus cancel: `GET /patch/runs`, `GET
+//! /patch/runs/{id}` (with hosts), `POST /patch/runs/{id}/cancel`, `GET /patch/compliance`
+//! (per system, or rolled up by policy, environment or OS), `GET
+//! /patch/compliance/{system_id}`, `GET /patch/advisories` (CVE → errata → systems).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::engine::compliance;
+use crate::server::AppState;
+use crate::server::auth::Principal;
+use crate::server::error::{ApiError, ApiQuery, ApiResult, page, parse_id};
+use crate::store::audit::{self, AuditEntry};
+use crate::store::compliance as store_compliance;
+use crate::store::runs;
+
+/// Query of the run listing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsQuery {
+    limit: Option<i64>,
+}
+
+/// Patch runs, newest first.
+pub async fn list_runs(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<RunsQuery>,
+) -> ApiResult<Json<Value>> {
+    let (limit, _) = page(q.limit, None, 50, 500)?;
+    let items = state
+        .store
+        .read(move |c| runs::list_runs(c, limit as u32))
+        .await?;
+    Ok(Json(json!({ "limit": limit, "items": items })))
+}
+
+/// One run with its hosts and host counts per status.
+pub async fn run_detail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id("id", &id)?;
+    let (run, hosts, counts) = state
+        .store
+        .read(move |c| {
+            Ok((
+                runs::get_run(c, id)?,
+                runs::run_hosts(c, id)?,
+                runs::host_counts(c, id)?,
+            ))
+        })
+        .await?;
+    Ok(Json(
+        json!({ "run": run, "hosts": hosts, "host_counts": counts }),
+    ))
+}
+
+/// Ask a run to stop (operator): in-flight hosts finish, no new host starts. 409 when the
+/// run already ended.
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id("id", &id)?;
+    let run = state
+        .store
+        .write(move |tx| {
+            let run = runs::request_cancel(tx, id)?;
+            audit::append(
+                tx,
+                &AuditEntry {
+                    actor: who.name.clone(),
+                    source_addr: who.source_addr.clone(),
+                    action: "run.cancel".into(),
+                    object_type: "patch_run".into(),
+                    object_id: Some(id.to_string()),
+                    reason: None,
+                    details: json!({"policy": run.policy_id}),
+                },
+            )?;
+            Ok(run)
+        })
+        .await?;
+    Ok(Json(json!({ "run": run })))
+}
+
+/// Query of the compliance view.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComplianceQuery {
+    /// `policy`, `env` or `os`: roll up instead of listing systems.
+    by: Option<String>,
+}
+
+/// Compliance per system, or rolled up.
+pub async fn compliance_view(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ComplianceQuery>,
+) -> ApiResult<Json<Value>> {
+    if let Some(by) = &q.by
+        && !["policy", "env", "os"].contains(&by.as_str())
+    {
+        return Err(ApiError::invalid(
+            "by",
+            format!("unknown grouping {by:?}; expected policy, env or os"),
+        ));
+    }
+    let records = state.store.read(store_compliance::list).await?;
+    Ok(Json(match &q.by {
+        Some(by) => json!({ "by": by, "groups": compliance::rollup(&records, by) }),
+        None => json!({ "items": records }),
+    }))
+}
+
+/// Compliance of one system.
+pub async fn compliance_system(
+    State(state): State<AppState>,
+    Path(system_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id("system_id", &system_id)?;
+    let records = state.store.read(store_compliance::list).await?;
+    let record = records
+        .into_iter()
+        .find(|r| r.system_id == id)
+        .ok_or_else(|| ApiError::not_found(format!("system {id} has no compliance record")))?;
+    Ok(Json(json!({ "system": record })))
+}
+
+/// Query of the advisory view.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdvisoryQuery {
+    /// One CVE: its errata and the systems that still need them.
+    cve: Option<String>,
+    /// Without `cve`: how many CVEs to list.
+    limit: Option<i64>,
+}
+
+/// CVE → errata → systems, or the CVEs known with their errata counts.
+pub async fn advisories(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<AdvisoryQuery>,
+) -> ApiResult<Json<Value>> {
+    match q.cve {
+        Some(cve) => {
+            let cve = cve.trim().to_uppercase();
+            let ok = cve.starts_with("CVE-")
+                && cve.len() <= 40
+                && cve[4..].chars().all(|c| c.is_ascii_digit() || c == '-');
+            if !ok {
+                return Err(ApiError::invalid(
+                    "cve",
+                    format!("{cve:?} is not a CVE id (CVE-YYYY-NNNN)"),
+                ));
+            }
+            let key = cve.clone();
+            let found = state
+                .store
+                .read(move |c| store_compliance::advisory(c, &key))
+                .await?;
+            let adv = found
+                .ok_or_else(|| ApiError::not_found(format!("{cve} is in no synced erratum")))?;
+            Ok(Json(json!({ "advisory": adv })))
+        }
+        None => {
+            let (limit, _) = page(q.limit, None, 100, 1000)?;
+            let list = state
+                .store
+                .read(move |c| store_compliance::list_cves(c, limit as u32))
+                .await?;
+            let items: Vec<Value> = list
+                .into_iter()
+                .map(|(cve, n)| json!({"cve": cve, "errata": n}))
+                .collect();
+            Ok(Json(json!({ "limit": limit, "items": items })))
+        }
+    }
+}
