@@ -323,6 +323,16 @@ async fn endpoints_without_their_service_answer_not_configured() {
         (Method::GET, "/patch/policies", None),
         (Method::POST, "/api/v1/notifications/test", None),
         (Method::GET, "/api/v1/notifications/config", None),
+        (
+            Method::POST,
+            "/api/v1/tests/run",
+            Some(r#"{"queue_id": 1}"#),
+        ),
+        (
+            Method::POST,
+            "/patch/runs",
+            Some(r#"{"policy_id": "weekly"}"#),
+        ),
     ] {
         let (s, b) = h.call(m.clone(), path, &h.admin, body).await;
         assert_error(s, &b, StatusCode::SERVICE_UNAVAILABLE, "not_configured");
@@ -1566,6 +1576,198 @@ async fn runs_and_compliance_read_what_the_rollout_recorded_and_cancel_is_audite
     assert_eq!(
         actions,
         [("run.cancel".to_owned(), "oscar-operator".to_owned())]
+    );
+    h.stop().await;
+}
+
+const WEB_POLICY: &str = r#"---@spm api=1 kind=policy
+return {
+  id = "web-zero-budget",
+  name = "Web servers, zero tolerance",
+  os = "ubuntu2404",
+  targets = { groups = { "prod-ubuntu-web" } },
+  waves = { canary = 1, sizes = { 3 } },
+  max_parallel = 10,
+  error_budget = { per_wave = { hosts = 0 }, per_run = { hosts = 0 } },
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_run_plans_dry_and_runs_for_real_against_the_simulator() {
+    use spm::engine::approvals::{self, Actor, Decision, Rules};
+    use spm::engine::state::Status as _;
+    use spm::store::queue::NewQueueItem;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sim = SimServer::start(SimOptions {
+        fleet: spm::sim::FleetSource::File(repo.join("tests/fixtures/rollout-fleet.toml")),
+        timings: spm::sim::clock::Timings::instant(),
+        ..SimOptions::default()
+    })
+    .await
+    .expect("simulator starts with the rollout fleet");
+    let client = Arc::new(
+        UyuniClient::new(&UyuniConfig {
+            url: sim.url(),
+            user: "admin".into(),
+            password: Secret::new("admin"),
+            poll_initial_ms: 20,
+            poll_max_ms: 200,
+            ..UyuniConfig::default()
+        })
+        .expect("client"),
+    );
+    let scripts = tempfile::tempdir().expect("script root");
+    std::fs::create_dir_all(scripts.path().join("policies")).expect("mkdir");
+    std::fs::write(scripts.path().join("policies/web.lua"), WEB_POLICY).expect("policy");
+    let host = ScriptHost::open(scripts.path(), spm::engine::rollout::policy::contracts())
+        .await
+        .expect("policy loads");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&dir.path().join("spm.db")).expect("open store");
+    // USN-7101-1 tested and approved.
+    let qid = store
+        .write_blocking(|tx| {
+            tx.execute(
+                "INSERT INTO errata (advisory, severity, synopsis, advisory_type, issue_date) \
+                 VALUES ('USN-7101-1', 'high', 'update', 'security', '2026-01-15')",
+                [],
+            )?;
+            let item = queue::insert(
+                tx,
+                &NewQueueItem {
+                    advisory: "USN-7101-1".into(),
+                    os: "ubuntu".into(),
+                    score: 90,
+                    queued_by: "auto-queue".into(),
+                    ..Default::default()
+                },
+            )?;
+            queue::transition(tx, item.id, QueueStatus::Queued, QueueStatus::Testing, &TransitionExtra::default())?;
+            tx.execute(
+                "INSERT INTO tests (queue_id, advisory, status, started_by) VALUES (?1, 'USN-7101-1', 'passed', 'engine')",
+                [item.id],
+            )?;
+            let t = tx.last_insert_rowid();
+            queue::transition(
+                tx,
+                item.id,
+                QueueStatus::Testing,
+                QueueStatus::PendingApproval,
+                &TransitionExtra {
+                    last_test_id: Some(t),
+                    ..Default::default()
+                },
+            )?;
+            Ok(item.id)
+        })
+        .expect("seed");
+    approvals::decide(
+        &store,
+        qid,
+        &Decision::Approve { reason: None },
+        None,
+        &Actor {
+            identity: "someone-else".into(),
+            source_addr: None,
+        },
+        Rules { four_eyes: true },
+    )
+    .expect("approve");
+    let h = start_with(
+        dir,
+        store,
+        Features {
+            scripts: Some(host),
+            uyuni: Some(client),
+            ..Features::default()
+        },
+        0,
+    )
+    .await;
+
+    let before = h.fingerprint();
+    for (token, body, status, code) in [
+        (
+            &h.viewer,
+            r#"{"policy_id": "web-zero-budget"}"#,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            &h.operator,
+            r#"{"policy_id": "nope"}"#,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            &h.operator,
+            r#"{"policy_id": "../x"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            &h.operator,
+            r#"{"policy": "web-zero-budget"}"#,
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+        ),
+        (
+            &h.operator,
+            r#"{"policy_id": "web-zero-budget", "dry_run": "yes"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+    ] {
+        let (s, b) = h.call(Method::POST, "/patch/runs", token, Some(body)).await;
+        assert_error(s, &b, status, code);
+    }
+    let (s, plan) = h
+        .call(
+            Method::POST,
+            "/patch/runs",
+            &h.operator,
+            Some(r#"{"policy_id": "web-zero-budget", "dry_run": true}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{plan}");
+    assert_eq!(plan["dry_run"], json!(true));
+    assert!(plan["plan"].is_object(), "{plan}");
+    assert_eq!(h.fingerprint(), before, "a dry run changed the database");
+    let runs_before = h
+        .store
+        .read_blocking(|c| spm::store::runs::list_runs(c, 10))
+        .expect("runs");
+    assert!(runs_before.is_empty());
+
+    let (s, started) = h
+        .call(
+            Method::POST,
+            "/patch/runs",
+            &h.operator,
+            Some(r#"{"policy_id": "web-zero-budget"}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{started}");
+    let run_id = started["run"]["id"].as_i64().expect("run id");
+    assert_eq!(started["run"]["policy_id"], json!("web-zero-budget"));
+    let store = h.store.clone();
+    let run = wait_for(120, "the patch run to end", || {
+        let r = store
+            .read_blocking(|c| spm::store::runs::get_run_brief(c, run_id))
+            .ok()?;
+        r.status.is_terminal().then_some(r)
+    })
+    .await;
+    let (s, detail) = h.get(&format!("/patch/runs/{run_id}"), &h.viewer).await;
+    assert_eq!(s, StatusCode::OK, "{detail}");
+    assert_eq!(
+        detail["run"]["status"],
+        json!(run.status.to_string()),
+        "{detail}"
+    );
+    assert!(
+        !detail["hosts"].as_array().expect("hosts").is_empty(),
+        "{detail}"
     );
     h.stop().await;
 }

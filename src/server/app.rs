@@ -254,6 +254,7 @@ pub fn start_sync(
     service.state.update_features(|f| {
         f.scorer = Some(scorer.clone());
         f.sync = Some(runner.clone());
+        f.uyuni = Some(client.clone());
     });
     let store = store.clone();
     let token = service.shutdown.clone();

@@ -104,6 +104,8 @@ pub struct Features {
     pub scripts: Option<Arc<crate::host::reload::ScriptHost>>,
     /// The test engine (start, abort tests).
     pub tests: Option<Arc<crate::engine::testing::TestEngine>>,
+    /// The UYUNI client (patch runs).
+    pub uyuni: Option<Arc<crate::services::uyuni::UyuniClient>>,
 }
 
 impl Default for Features {
@@ -115,6 +117,7 @@ impl Default for Features {
             notifier: None,
             scripts: None,
             tests: None,
+            uyuni: None,
         }
     }
 }
@@ -128,6 +131,7 @@ impl std::fmt::Debug for Features {
             .field("notifier", &self.notifier.is_some())
             .field("scripts", &self.scripts.is_some())
             .field("tests", &self.tests.is_some())
+            .field("uyuni", &self.uyuni.is_some())
             .finish()
     }
 }

@@ -119,6 +119,15 @@ fn schemas() -> Value {
                 "reason": {"type": "string", "maxLength": 2000}
             }
         },
+        "RunStart": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["policy_id"],
+            "properties": {
+                "policy_id": {"type": "string", "description": "the policy's id field"},
+                "dry_run": {"type": "boolean"}
+            }
+        },
         "TokenCreate": {
             "type": "object",
             "additionalProperties": false,

@@ -614,6 +614,17 @@ pub const ROUTES: &[RouteSpec] = &[
         handler: || post(endpoints::approvals::batch),
     },
     RouteSpec {
+        method: Method::Post,
+        path: "/patch/runs",
+        access: Access::Role(Role::Operator),
+        tag: "runs",
+        summary: "Start a patch run of a policy (202 with the run), or plan it with dry_run (200)",
+        query: &[],
+        body: Some("RunStart"),
+        success: 202,
+        handler: || post(endpoints::patch::start_run),
+    },
+    RouteSpec {
         method: Method::Get,
         path: "/patch/runs",
         access: Access::Role(Role::Viewer),

@@ -179,3 +179,133 @@ pub async fn advisories(
         }
     }
 }
+
+/// Body of `POST /patch/runs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartBody {
+    /// The policy's `id` (the table field, not the file name).
+    policy_id: String,
+    /// Only plan: answer 200 with the plan, change nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn run_error(e: crate::engine::rollout::execute::RunError) -> ApiError {
+    use crate::engine::rollout::execute::RunError;
+    match e {
+        RunError::Invalid(m) => {
+            ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
+        }
+        RunError::Uyuni(e) => ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "uyuni",
+            format!("UYUNI: {e}"),
+        ),
+        RunError::Store(e) => e.into(),
+    }
+}
+
+/// Find and load the policy whose `id` is `policy_id` under `policies/`.
+async fn find_policy(
+    root: &std::path::Path,
+    policy_id: &str,
+) -> ApiResult<crate::engine::rollout::policy::LoadedPolicy> {
+    use crate::engine::rollout::policy::load_policy;
+    let dir = root.join("policies");
+    let mut entries = match tokio::fs::read_dir(&dir).await {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found(format!(
+                "no policy with id {policy_id:?}"
+            )));
+        }
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    while let Some(entry) = entries.next_entry().await.map_err(ApiError::internal)? {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("lua") {
+            continue;
+        }
+        // Files that do not load are reported by /api/v1/scripts; skip them here.
+        if let Ok(loaded) = load_policy(&path).await
+            && loaded.policy.id == policy_id
+        {
+            return Ok(loaded);
+        }
+    }
+    Err(ApiError::not_found(format!(
+        "no policy with id {policy_id:?} under policies/"
+    )))
+}
+
+/// Start a patch run of a policy (operator): 202 with the run once it is recorded, or,
+/// with `dry_run`, 200 with the plan.
+pub async fn start_run(
+    State(state): State<AppState>,
+    who: Principal,
+    crate::server::error::ApiJson(body): crate::server::error::ApiJson<StartBody>,
+) -> ApiResult<axum::response::Response> {
+    use crate::engine::rollout::execute::{self, Progress, RunOptions};
+    use axum::response::IntoResponse as _;
+    let features = state.features();
+    let (Some(client), Some(host)) = (features.uyuni.clone(), features.scripts.clone()) else {
+        return Err(ApiError::not_configured(
+            "patch runs need the UYUNI client and the script host, which this server does not run",
+        ));
+    };
+    let id = body.policy_id.trim().to_owned();
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(ApiError::invalid(
+            "policy_id",
+            "policy_id must be 1 to 64 letters, digits, '.', '_' or '-'",
+        ));
+    }
+    let loaded = find_policy(host.root(), &id).await?;
+    let plan = execute::build_plan(&client, &state.store, &loaded)
+        .await
+        .map_err(run_error)?;
+    if body.dry_run {
+        return Ok(Json(json!({ "dry_run": true, "plan": plan })).into_response());
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel::<i64>();
+    let slot = std::sync::Mutex::new(Some(tx));
+    let mut opts = RunOptions::manual(&who.name);
+    opts.trigger = "api".into();
+    opts.source_addr = who.source_addr.clone();
+    opts.progress = Some(std::sync::Arc::new(move |p: &Progress| {
+        if let Ok(mut s) = slot.lock()
+            && let Some(tx) = s.take()
+        {
+            let _ = tx.send(p.run_id);
+        }
+    }));
+    let store = state.store.clone();
+    let task = tokio::spawn(async move {
+        let r = execute::execute(&client, &store, &loaded, plan, &opts).await;
+        match &r {
+            Ok(s) => tracing::info!(run_id = s.run_id, status = %s.status, "API patch run ended"),
+            Err(e) => tracing::error!(error = %e, "API patch run failed"),
+        }
+        r
+    });
+    let run_id = match rx.await {
+        Ok(id) => id,
+        Err(_) => match task.await {
+            Ok(Ok(summary)) => summary.run_id,
+            Ok(Err(e)) => return Err(run_error(e)),
+            Err(e) => return Err(ApiError::internal(e)),
+        },
+    };
+    let run = state.store.read(move |c| runs::get_run(c, run_id)).await?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(json!({ "run": run })),
+    )
+        .into_response())
+}
