@@ -1769,5 +1769,75 @@ async fn patch_run_plans_dry_and_runs_for_real_against_the_simulator() {
         !detail["hosts"].as_array().expect("hosts").is_empty(),
         "{detail}"
     );
+
+    // Compliance scan over the policies on disk.
+    let (s, b) = h.call(Method::POST, "/patch/scan", &h.viewer, None).await;
+    assert_error(s, &b, StatusCode::FORBIDDEN, "forbidden");
+    let (s, scan) = h.call(Method::POST, "/patch/scan", &h.operator, None).await;
+    assert_eq!(s, StatusCode::OK, "{scan}");
+    assert!(
+        scan["summary"]["systems"].as_u64().unwrap_or(0) > 0,
+        "{scan}"
+    );
+    let (_, c) = h.get("/patch/compliance?by=policy", &h.viewer).await;
+    assert_eq!(c["groups"][0]["key"], json!("web-zero-budget"), "{c}");
+
+    // Rollback: bad input first, then one host that was patched.
+    let path = format!("/patch/runs/{run_id}/rollback");
+    let before = h.fingerprint();
+    for (token, body, status, code) in [
+        (
+            &h.viewer,
+            r#"{"reason": "bad patch"}"#,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            &h.operator,
+            r#"{"system_ids": [1]}"#,
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+        ),
+        (
+            &h.operator,
+            r#"{"system_ids": [424242], "reason": "x"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            &h.operator,
+            r#"{"system_ids": "all", "reason": "x"}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            &h.operator,
+            r#"{"reason": "   "}"#,
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+    ] {
+        let (s, b) = h.call(Method::POST, &path, token, Some(body)).await;
+        assert_error(s, &b, status, code);
+    }
+    assert_eq!(h.fingerprint(), before);
+    assert_eq!(run.status.to_string(), "completed", "{detail}");
+    let sid = detail["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .find(|x| x["status"] == json!("ok"))
+        .and_then(|x| x["system_id"].as_i64())
+        .expect("a completed run has ok hosts");
+    let (s, rb) = h
+        .call(
+            Method::POST,
+            &path,
+            &h.operator,
+            Some(&json!({"system_ids": [sid], "reason": "regression seen in prod"}).to_string()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{rb}");
+    assert_eq!(rb["hosts"].as_array().map(Vec::len), Some(1), "{rb}");
     h.stop().await;
 }

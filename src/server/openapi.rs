@@ -128,6 +128,16 @@ fn schemas() -> Value {
                 "dry_run": {"type": "boolean"}
             }
         },
+        "RunRollback": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["reason"],
+            "properties": {
+                "system_ids": {"type": "array", "minItems": 1, "maxItems": 1000,
+                               "items": {"type": "integer"}},
+                "reason": {"type": "string", "minLength": 1, "maxLength": 2000}
+            }
+        },
         "TokenCreate": {
             "type": "object",
             "additionalProperties": false,

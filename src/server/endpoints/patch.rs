@@ -309,3 +309,131 @@ pub async fn start_run(
     )
         .into_response())
 }
+
+/// Body of `POST /patch/runs/{id}/rollback`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    /// Hosts of the run to roll back (UYUNI system ids); absent: every failed host.
+    system_ids: Option<Vec<i64>>,
+    /// Why (required, recorded).
+    reason: String,
+}
+
+/// Roll back hosts of a run (operator) and report per host. Runs inside the request.
+pub async fn rollback_run(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    crate::server::error::ApiJson(body): crate::server::error::ApiJson<RollbackBody>,
+) -> ApiResult<Json<Value>> {
+    use crate::engine::rollout::rollback::{self, Selection};
+    let id = parse_id("id", &id)?;
+    let client = state.features().uyuni.clone().ok_or_else(|| {
+        ApiError::not_configured("rollbacks need the UYUNI client, which this server does not run")
+    })?;
+    if body.reason.trim().is_empty() || body.reason.chars().count() > 2000 {
+        return Err(ApiError::invalid(
+            "reason",
+            "reason must be 1 to 2000 characters",
+        ));
+    }
+    let (run, hosts) = state
+        .store
+        .read(move |c| Ok((runs::get_run(c, id)?, runs::run_hosts(c, id)?)))
+        .await?;
+    let selection = match body.system_ids {
+        None => Selection::Failed,
+        Some(ids) if ids.is_empty() || ids.len() > 1000 => {
+            return Err(ApiError::invalid(
+                "system_ids",
+                "system_ids must hold 1 to 1000 ids (or be absent for every failed host)",
+            ));
+        }
+        Some(ids) => {
+            let mut names = Vec::new();
+            for sid in ids {
+                let host = hosts.iter().find(|h| h.system_id == sid).ok_or_else(|| {
+                    ApiError::invalid(
+                        "system_ids",
+                        format!("system {sid} is not a host of patch run {id}"),
+                    )
+                })?;
+                names.push(host.system_name.clone());
+            }
+            Selection::Hosts(names)
+        }
+    };
+    let os = run
+        .plan
+        .get("os")
+        .and_then(|o| o.as_str())
+        .unwrap_or("unknown")
+        .to_owned();
+    let outcome = rollback::rollback(
+        &client,
+        &state.store,
+        id,
+        &os,
+        &selection,
+        &who.name,
+        body.reason.trim(),
+    )
+    .await
+    .map_err(run_error)?;
+    Ok(Json(json!({ "run_id": id, "hosts": outcome })))
+}
+
+/// Scan compliance of every system the policies under `policies/` target (operator).
+/// Runs inside the request (UYUNI reads only) and answers with the summary.
+pub async fn scan(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Value>> {
+    use crate::engine::rollout::policy::load_policy;
+    let features = state.features();
+    let (Some(client), Some(host)) = (features.uyuni.clone(), features.scripts.clone()) else {
+        return Err(ApiError::not_configured(
+            "compliance scans need the UYUNI client and the script host, which this server does not run",
+        ));
+    };
+    let dir = host.root().join("policies");
+    let mut policies = Vec::new();
+    let mut skipped = Vec::new();
+    if let Ok(mut entries) = tokio::fs::read_dir(&dir).await {
+        while let Some(entry) = entries.next_entry().await.map_err(ApiError::internal)? {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("lua") {
+                continue;
+            }
+            match load_policy(&path).await {
+                Ok(p) => policies.push(p),
+                Err(e) => skipped
+                    .push(json!({"path": path.display().to_string(), "error": e.to_string()})),
+            }
+        }
+    }
+    policies.sort_by(|a, b| a.policy.id.cmp(&b.policy.id));
+    let summary = compliance::scan(&client, &state.store, &policies)
+        .await
+        .map_err(run_error)?;
+    let figures = json!({"systems": summary.systems, "compliant": summary.compliant,
+                          "non_compliant": summary.non_compliant});
+    state
+        .store
+        .write(move |tx| {
+            audit::append(
+                tx,
+                &AuditEntry {
+                    actor: who.name.clone(),
+                    source_addr: who.source_addr.clone(),
+                    action: "compliance.scan".into(),
+                    object_type: "compliance".into(),
+                    object_id: None,
+                    reason: None,
+                    details: figures,
+                },
+            )
+        })
+        .await?;
+    Ok(Json(
+        json!({ "summary": summary, "skipped_policies": skipped }),
+    ))
+}
