@@ -65,8 +65,8 @@ fn test_config() -> TestConfig {
         .insert("debian".into(), vec!["ssh".into(), "cron".into()]);
     c.validation.window_secs = 3;
     c.validation.stabilize_secs = 4;
-    c.script_timeout_secs = 5;
-    c.pickup_timeout_secs = 2;
+    c.script_timeout_secs = 15;
+    c.pickup_timeout_secs = 6;
     c.reboot_timeout_secs = 30;
     c.apply_timeout_secs = 30;
     c.service_retries = 2;

@@ -76,6 +76,11 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
                 .context("server.body_limit_bytes is too large")?,
             metrics_public: args.metrics_public,
             prometheus_url: global.prometheus.url.clone(),
+            dashboard: crate::server::dashboard::DashboardConfig {
+                four_eyes: global.approvals.four_eyes,
+                score: (&global.score).into(),
+                ..Default::default()
+            },
             ..ServerConfig::default()
         };
         let mut service =
@@ -88,6 +93,8 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
             f.approval_rules = crate::engine::approvals::Rules { four_eyes };
         });
         let host = app::start_scripts(&store, &global, &mut service).await?;
+        // The dashboard shows the host's generation, reload errors and sources.
+        service.state.scripts.store(Some(host.clone()));
         match crate::engine::notify::NotifyConfig::from_global(&global)
             .map_err(anyhow::Error::msg)
             .and_then(|c| Ok(crate::engine::notify::Notifier::new(store.clone(), c)?))
@@ -106,7 +113,10 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
             Err(e) => tracing::error!(error = %format!("{e:#}"), "notifications disabled"),
         }
         if let Some(uyuni) = app::start_sync(&store, &global, &mut service)? {
-            app::start_tests(&store, &global, host, uyuni, &mut service).await?;
+            // The dashboard rolls back selected hosts of a run through this client.
+            service.state.uyuni.store(Some(uyuni.clone()));
+            app::start_tests(&store, &global, host.clone(), uyuni.clone(), &mut service).await?;
+            app::start_scheduler(&store, host, uyuni, &mut service).await?;
         }
         println!(
             "spm is serving on http://{} (API under /api/v1; Ctrl-C stops it)",

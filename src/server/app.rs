@@ -24,6 +24,7 @@ use anyhow::Context as _;
 
 use crate::config::Config;
 use crate::engine::queue::{AutoQueueRule, auto_queue};
+use crate::engine::rollout::policy::{LoadedPolicy, load_policy_source};
 use crate::engine::score::Scorer;
 use crate::engine::sync::uyuni_source::UyuniSource;
 use crate::engine::sync::{NoProgress, SyncConfig, run_sync};
@@ -319,6 +320,73 @@ pub async fn start_tests(
             _ = engine.run_workers(workers) => {}
             _ = token.cancelled() => engine.shutdown(),
         }
+        Ok(())
+    });
+    Ok(())
+}
+
+/// Load every policy of the script set in service (a policy that fails to load was already
+/// refused by the reload, so errors here are logged and the policy skipped).
+async fn load_policies(host: &ScriptHost) -> Vec<LoadedPolicy> {
+    let set = host.current();
+    let mut out = Vec::new();
+    for file in set
+        .files
+        .values()
+        .filter(|f| f.path.starts_with("policies/"))
+    {
+        match load_policy_source(&file.path, &file.content).await {
+            Ok(p) => out.push(p),
+            Err(e) => tracing::error!(path = %file.path, error = %e, "policy skipped"),
+        }
+    }
+    out
+}
+
+/// The scheduler: cron policies (one run per policy at a time; a missed window is reported,
+/// not run late) and snooze expiry, on the policies of the script set in service, reloaded
+/// whenever the set changes.
+pub async fn start_scheduler(
+    store: &Store,
+    host: Arc<ScriptHost>,
+    uyuni: Arc<UyuniClient>,
+    service: &mut Service,
+) -> anyhow::Result<()> {
+    let cache = Arc::new(std::sync::Mutex::new(load_policies(&host).await));
+    {
+        let (cache, host) = (cache.clone(), host.clone());
+        let mut outcomes = host.subscribe();
+        let token = service.shutdown.clone();
+        service.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    r = outcomes.recv() => match r {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            let fresh = load_policies(&host).await;
+                            if let Ok(mut c) = cache.lock() {
+                                *c = fresh;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                }
+            }
+            Ok(())
+        });
+    }
+    let store = store.clone();
+    let token = service.shutdown.clone();
+    service.spawn(async move {
+        let load = move || cache.lock().map(|c| c.clone()).unwrap_or_default();
+        crate::engine::rollout::scheduler::run_loop(
+            uyuni,
+            store,
+            load,
+            Duration::from_secs(30),
+            token,
+        )
+        .await;
         Ok(())
     });
     Ok(())

@@ -222,8 +222,27 @@ async fn resolve(
         return Ok(("dev".to_owned(), Role::Admin));
     }
     let token = bearer(headers)?;
-    let presented = hash_token(token);
-    let lookup = presented.clone();
+    verify_hash(state, &hash_token(token)).await
+}
+
+/// Verify a token presented outside an `Authorization` header (the dashboard's sign-in
+/// form) exactly as the API does; returns its name, role and hash.
+pub async fn verify_token(
+    state: &AppState,
+    token: &str,
+) -> Result<(String, Role, String), ApiError> {
+    let token = token.trim();
+    if !token.starts_with("spm_") || token.len() > 128 {
+        return Err(ApiError::unauthorized("invalid token"));
+    }
+    let hash = hash_token(token);
+    let (name, role) = verify_hash(state, &hash).await?;
+    Ok((name, role, hash))
+}
+
+/// Look up a token by the SHA-256 hex of its text: present, not revoked, known role.
+pub async fn verify_hash(state: &AppState, presented: &str) -> Result<(String, Role), ApiError> {
+    let lookup = presented.to_owned();
     let record = state
         .store
         .read(move |conn| tokens::find_by_hash(conn, &lookup))

@@ -1,4 +1,4 @@
-//! HTTP API, `/metrics` and (later) the dashboard.
+//! HTTP API, `/metrics` and the web dashboard ([`dashboard`], under `/ui/`).
 //!
 //! - [`routes::ROUTES`] is the one table of endpoints: [`router`] builds the axum router
 //!   from it (wrapping each route in the authentication its [`routes::Access`] declares)
@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod dashboard;
 pub mod endpoints;
 pub mod error;
 pub mod health;
@@ -53,6 +54,8 @@ pub struct ServerConfig {
     pub node_exporter_port: u16,
     /// Prometheus base URL to probe for health (none: not configured).
     pub prometheus_url: Option<String>,
+    /// The web dashboard.
+    pub dashboard: dashboard::DashboardConfig,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +67,7 @@ impl Default for ServerConfig {
             health_interval_secs: 15,
             node_exporter_port: 9100,
             prometheus_url: None,
+            dashboard: dashboard::DashboardConfig::default(),
         }
     }
 }
@@ -87,6 +91,14 @@ pub struct AppState {
     /// and an endpoint whose service is absent answers 503 `not_configured`. Shared and
     /// swappable, so parts started after the server (see `server::app`) can register.
     pub features: Arc<arc_swap::ArcSwap<Features>>,
+    /// Dashboard sessions and templates.
+    pub dashboard: Arc<dashboard::Dashboard>,
+    /// The Lua script host, when this process runs one (the dashboard shows its reload
+    /// status); set after start, once the host has loaded.
+    pub scripts: Arc<arc_swap::ArcSwapOption<crate::host::reload::ScriptHost>>,
+    /// The UYUNI client, when this process talks to UYUNI (the dashboard's rollback of
+    /// selected hosts needs it); set after start.
+    pub uyuni: Arc<arc_swap::ArcSwapOption<crate::services::uyuni::UyuniClient>>,
 }
 
 /// Services the feature endpoints use. Absent ones make their endpoints answer 503.
@@ -151,6 +163,9 @@ impl AppState {
     /// State with fresh metrics and an empty health cache.
     pub fn new(store: Store, config: ServerConfig, dev_insecure: bool) -> Self {
         Self {
+            dashboard: Arc::new(dashboard::Dashboard::new(config.dashboard.clone())),
+            scripts: Arc::new(arc_swap::ArcSwapOption::empty()),
+            uyuni: Arc::new(arc_swap::ArcSwapOption::empty()),
             store,
             config: Arc::new(config),
             metrics: Arc::new(metrics::Metrics::default()),
@@ -193,6 +208,9 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     for (path, mr) in by_path {
         router = router.route(path, mr);
+    }
+    if state.config.dashboard.enabled {
+        router = router.merge(dashboard::routes());
     }
     router
         .fallback(not_found)

@@ -9,6 +9,7 @@
 pub mod approvals;
 pub mod audit;
 pub mod compliance;
+pub mod dashboard;
 pub mod errata;
 pub mod fixtures;
 pub mod migrations;
