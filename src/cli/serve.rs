@@ -1,6 +1,7 @@
 //! `spm serve`: the long-running service (HTTP API, metrics, health probes; workers and
 //! the scheduler hook into [`crate::server::service::Service`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -89,6 +90,13 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
         };
         let mut service =
             Service::start(store.clone(), config, args.dev_insecure, Probes::default()).await?;
+        // Queue additions and risk breakdowns need the scorer even without UYUNI.
+        let scorer = super::sync::scorer(&global)?;
+        let four_eyes = global.approvals.four_eyes;
+        service.state.update_features(|f| {
+            f.scorer = Some(scorer.clone());
+            f.approval_rules = crate::engine::approvals::Rules { four_eyes };
+        });
         let host = app::start_scripts(&store, &global, &mut service).await?;
         // The dashboard shows the host's generation, reload errors and sources.
         service.state.scripts.store(Some(host.clone()));
@@ -97,6 +105,10 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
             .and_then(|c| Ok(crate::engine::notify::Notifier::new(store.clone(), c)?))
         {
             Ok(notifier) => {
+                let shared = Arc::new(notifier.clone());
+                service
+                    .state
+                    .update_features(|f| f.notifier = Some(shared.clone()));
                 let worker = notifier.spawn_worker(service.shutdown.clone());
                 service.spawn(async move {
                     let _ = worker.await;

@@ -204,6 +204,11 @@ impl ScriptHost {
         self.events.subscribe()
     }
 
+    /// The contracts scripts are validated against (also for validating candidates).
+    pub fn contracts(&self) -> &Contracts {
+        &self.contracts
+    }
+
     /// The script root.
     pub fn root(&self) -> &Path {
         &self.root

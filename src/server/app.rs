@@ -294,6 +294,10 @@ pub async fn start_scripts(
         drop(watch);
         Ok(())
     });
+    let registered = host.clone();
+    service
+        .state
+        .update_features(|f| f.scripts = Some(registered.clone()));
     Ok(host)
 }
 
@@ -317,6 +321,19 @@ pub fn start_sync(
     let rule = AutoQueueRule::from(&config.queue);
     let every = Duration::from_secs(config.sync.interval_secs.max(10));
     let source = Arc::new(UyuniSource::new(client.clone()));
+    // The API starts syncs on demand with the same source and settings; the run lock in
+    // the database keeps them from overlapping with the periodic one.
+    let runner = Arc::new(crate::server::endpoints::sync::SyncRunner::new(
+        source.clone(),
+        scorer.clone(),
+        sync_config.clone(),
+        rule.clone(),
+    ));
+    service.state.update_features(|f| {
+        f.scorer = Some(scorer.clone());
+        f.sync = Some(runner.clone());
+        f.uyuni = Some(client.clone());
+    });
     let store = store.clone();
     let token = service.shutdown.clone();
     service.spawn(async move {
@@ -370,6 +387,9 @@ pub async fn start_tests(
         .await
         .context("recovering tests left running by a previous process")?;
     tracing::info!(?report, "test recovery at start");
+    service
+        .state
+        .update_features(|f| f.tests = Some(engine.clone()));
     let workers = usize::try_from(config.test.concurrency).unwrap_or(1).max(1);
     let token = service.shutdown.clone();
     service.spawn(async move {

@@ -79,6 +79,11 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
+    /// 503 `not_configured`: the service behind this endpoint is not set up in this process.
+    pub fn not_configured(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_configured", message)
+    }
+
     /// 500 with a generic message; the detail goes to the log only.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error while serving a request");

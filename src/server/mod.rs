@@ -87,6 +87,10 @@ pub struct AppState {
     pub usage: Arc<auth::UsageTracker>,
     /// No authentication: every request runs as `dev` with the admin role.
     pub dev_insecure: bool,
+    /// Feature services (sync, scoring, notifications, scripts, tests); each is optional
+    /// and an endpoint whose service is absent answers 503 `not_configured`. Shared and
+    /// swappable, so parts started after the server (see `server::app`) can register.
+    pub features: Arc<arc_swap::ArcSwap<Features>>,
     /// Dashboard sessions and templates.
     pub dashboard: Arc<dashboard::Dashboard>,
     /// The Lua script host, when this process runs one (the dashboard shows its reload
@@ -97,12 +101,60 @@ pub struct AppState {
     pub uyuni: Arc<arc_swap::ArcSwapOption<crate::services::uyuni::UyuniClient>>,
 }
 
+/// Services the feature endpoints use. Absent ones make their endpoints answer 503.
+#[derive(Clone)]
+pub struct Features {
+    /// Approval rules (four-eyes); on unless the configuration turns it off.
+    pub approval_rules: crate::engine::approvals::Rules,
+    /// Starts errata syncs in the background (`POST /api/v1/sync`).
+    pub sync: Option<Arc<endpoints::sync::SyncRunner>>,
+    /// The Success Score calculator (queue additions, risk breakdowns).
+    pub scorer: Option<Arc<crate::engine::score::Scorer>>,
+    /// The notifier (test sends, configuration view).
+    pub notifier: Option<Arc<crate::engine::notify::Notifier>>,
+    /// The Lua script host (script status, policy validation).
+    pub scripts: Option<Arc<crate::host::reload::ScriptHost>>,
+    /// The test engine (start, abort tests).
+    pub tests: Option<Arc<crate::engine::testing::TestEngine>>,
+    /// The UYUNI client (patch runs).
+    pub uyuni: Option<Arc<crate::services::uyuni::UyuniClient>>,
+}
+
+impl Default for Features {
+    fn default() -> Self {
+        Self {
+            approval_rules: crate::engine::approvals::Rules { four_eyes: true },
+            sync: None,
+            scorer: None,
+            notifier: None,
+            scripts: None,
+            tests: None,
+            uyuni: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Features {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Features")
+            .field("approval_rules", &self.approval_rules)
+            .field("sync", &self.sync.is_some())
+            .field("scorer", &self.scorer.is_some())
+            .field("notifier", &self.notifier.is_some())
+            .field("scripts", &self.scripts.is_some())
+            .field("tests", &self.tests.is_some())
+            .field("uyuni", &self.uyuni.is_some())
+            .finish()
+    }
+}
+
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("store", &self.store)
             .field("config", &self.config)
             .field("dev_insecure", &self.dev_insecure)
+            .field("features", &self.features.load())
             .finish_non_exhaustive()
     }
 }
@@ -120,7 +172,22 @@ impl AppState {
             health: Arc::new(health::HealthCache::default()),
             usage: Arc::new(auth::UsageTracker::default()),
             dev_insecure,
+            features: Arc::new(arc_swap::ArcSwap::from_pointee(Features::default())),
         }
+    }
+
+    /// The feature services registered so far.
+    pub fn features(&self) -> Arc<Features> {
+        self.features.load_full()
+    }
+
+    /// Register or replace feature services (every clone of this state sees the change).
+    pub fn update_features(&self, f: impl Fn(&mut Features)) {
+        self.features.rcu(|cur| {
+            let mut next = Features::clone(cur);
+            f(&mut next);
+            next
+        });
     }
 }
 

@@ -38,6 +38,106 @@ fn schemas() -> Value {
                         "items": {"type": "integer", "minimum": 1}}
             }
         },
+        "QueueAdd": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "advisory": {"type": "string", "description": "one advisory"},
+                "advisories": {"type": "array", "maxItems": 500, "items": {"type": "string"}},
+                "os": {"type": "string", "enum": ["ubuntu", "debian", "rhel"]},
+                "priority": {"type": "integer"},
+                "notes": {"type": "string", "maxLength": 2000},
+                "require_all_systems": {"type": "boolean"}
+            }
+        },
+        "QueuePatch": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["priority"],
+            "properties": {"priority": {"type": "integer", "minimum": -1000, "maximum": 1000}}
+        },
+        "PolicyCreate": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["name", "source"],
+            "properties": {
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                "source": {"type": "string", "description": "Lua source of the policy"}
+            }
+        },
+        "PolicySource": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["source"],
+            "properties": {"source": {"type": "string", "description": "Lua source of the policy"}}
+        },
+        "TestRun": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["queue_id"],
+            "properties": {"queue_id": {"type": "integer", "minimum": 1}}
+        },
+        "TestAbort": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["reason"],
+            "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500}}
+        },
+        "Approve": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "reason": {"type": "string", "maxLength": 2000},
+                "evidence_test_id": {"type": "integer", "minimum": 1}
+            }
+        },
+        "Reject": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["reason"],
+            "properties": {
+                "reason": {"type": "string", "minLength": 1, "maxLength": 2000},
+                "evidence_test_id": {"type": "integer", "minimum": 1}
+            }
+        },
+        "Snooze": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["until", "reason"],
+            "properties": {
+                "until": {"type": "string", "description": "RFC 3339 time, date, or duration (90m, 12h, 7d, 2w)"},
+                "reason": {"type": "string", "minLength": 1, "maxLength": 2000}
+            }
+        },
+        "ApproveBatch": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["queue_ids"],
+            "properties": {
+                "queue_ids": {"type": "array", "minItems": 1, "maxItems": 500,
+                              "items": {"type": "integer", "minimum": 1}},
+                "reason": {"type": "string", "maxLength": 2000}
+            }
+        },
+        "RunStart": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["policy_id"],
+            "properties": {
+                "policy_id": {"type": "string", "description": "the policy's id field"},
+                "dry_run": {"type": "boolean"}
+            }
+        },
+        "RunRollback": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["reason"],
+            "properties": {
+                "system_ids": {"type": "array", "minItems": 1, "maxItems": 1000,
+                               "items": {"type": "integer"}},
+                "reason": {"type": "string", "minLength": 1, "maxLength": 2000}
+            }
+        },
         "TokenCreate": {
             "type": "object",
             "additionalProperties": false,

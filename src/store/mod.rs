@@ -16,6 +16,7 @@ pub mod migrations;
 pub mod notifications;
 pub mod queue;
 pub mod queue_view;
+pub mod reports;
 pub mod runs;
 pub mod script_kv;
 pub mod script_versions;

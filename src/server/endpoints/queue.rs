@@ -1,14 +1,20 @@
-//! `GET /api/v1/queue` and `GET /api/v1/queue/{id}`.
+//! The queue: list and detail (viewer); add, remove and reprioritise (operator, audited
+//! with the token name as actor).
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::engine::queue::{self as engine_queue, AddReport, AddRequest, QueueError};
+use crate::server::auth::Principal;
 
 use crate::engine::state::Status;
 use crate::engine::state::queue::QueueStatus;
 use crate::server::AppState;
-use crate::server::error::{ApiError, ApiQuery, ApiResult, page, parse_id};
-use crate::store::queue::{self, QUEUE_OS, QueueFilter, QueuePage};
+use crate::server::error::{ApiError, ApiJson, ApiQuery, ApiResult, page, parse_id};
+use crate::store::queue::{self, QUEUE_OS, QueueFilter, QueueItem, QueuePage};
 use crate::store::queue_view::{self, QueueDetail};
 
 /// Largest page the API serves.
@@ -88,4 +94,176 @@ pub async fn detail(
     Ok(Json(
         state.store.read(move |c| queue_view::get(c, id)).await?,
     ))
+}
+
+/// Run a blocking queue operation off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+}
+
+fn queue_error(e: QueueError) -> ApiError {
+    match e {
+        QueueError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
+        QueueError::Store(e) => e.into(),
+    }
+}
+
+/// Body of `POST /api/v1/queue`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddBody {
+    /// One advisory (alternative to `advisories`).
+    advisory: Option<String>,
+    /// Several advisories.
+    advisories: Option<Vec<String>>,
+    /// Target OS; absent queues for every OS the advisory is relevant to.
+    os: Option<String>,
+    /// Operator priority (default 0).
+    #[serde(default)]
+    priority: i64,
+    /// Notes.
+    notes: Option<String>,
+    /// Test on every test system of the OS.
+    #[serde(default)]
+    require_all_systems: bool,
+}
+
+/// Largest number of advisories in one request.
+const MAX_ADD: usize = 500;
+
+/// Queue one or many advisories (operator). 201 with what was added, skipped, superseded.
+/// An unknown advisory or OS refuses the whole request (422) and changes nothing.
+pub async fn add(
+    State(state): State<AppState>,
+    who: Principal,
+    ApiJson(body): ApiJson<AddBody>,
+) -> ApiResult<(StatusCode, Json<AddReport>)> {
+    let scorer = state.features().scorer.clone().ok_or_else(|| {
+        ApiError::not_configured("the Success Score is not configured in this server")
+    })?;
+    let mut advisories = body.advisories.unwrap_or_default();
+    if let Some(a) = body.advisory {
+        advisories.push(a);
+    }
+    if advisories.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_field",
+            "give advisory or advisories",
+        )
+        .with_field("advisories"));
+    }
+    if advisories.len() > MAX_ADD {
+        return Err(ApiError::invalid(
+            "advisories",
+            format!("at most {MAX_ADD} advisories per request"),
+        ));
+    }
+    if let Some(bad) = advisories
+        .iter()
+        .find(|a| a.trim().is_empty() || a.len() > 200)
+    {
+        return Err(ApiError::invalid(
+            "advisories",
+            format!("advisory names must be 1 to 200 characters, got {bad:?}"),
+        ));
+    }
+    if let Some(o) = &body.os
+        && !QUEUE_OS.contains(&o.as_str())
+    {
+        return Err(ApiError::invalid(
+            "os",
+            format!("unknown os {o:?}; expected one of {}", QUEUE_OS.join(", ")),
+        ));
+    }
+    if body
+        .notes
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > 2000)
+    {
+        return Err(ApiError::invalid(
+            "notes",
+            "notes must be at most 2000 characters",
+        ));
+    }
+    let req = AddRequest {
+        advisories,
+        os: body.os,
+        priority: body.priority,
+        queued_by: who.name,
+        notes: body.notes,
+        require_all_systems: body.require_all_systems,
+    };
+    let store = state.store.clone();
+    let report =
+        blocking(move || engine_queue::add_blocking(&store, &scorer, &req).map_err(queue_error))
+            .await?;
+    Ok((StatusCode::CREATED, Json(report)))
+}
+
+/// Query parameters of `DELETE /api/v1/queue/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveQuery {
+    /// Why (recorded in the audit log).
+    reason: Option<String>,
+}
+
+/// Remove a queued item (operator); 409 when it is no longer `queued`.
+pub async fn remove(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<RemoveQuery>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_id("id", &id)?;
+    if q.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+        return Err(ApiError::invalid(
+            "reason",
+            "reason must be at most 500 characters",
+        ));
+    }
+    let store = state.store.clone();
+    blocking(move || {
+        engine_queue::remove(&store, id, &who.name, q.reason.as_deref()).map_err(ApiError::from)
+    })
+    .await?;
+    Ok(Json(json!({ "id": id, "removed": true })))
+}
+
+/// Body of `PATCH /api/v1/queue/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBody {
+    /// New operator priority.
+    priority: i64,
+}
+
+/// Change an item's priority (operator).
+pub async fn patch(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PatchBody>,
+) -> ApiResult<Json<QueueItem>> {
+    let id = parse_id("id", &id)?;
+    if !(-1000..=1000).contains(&body.priority) {
+        return Err(ApiError::invalid(
+            "priority",
+            format!(
+                "priority must be between -1000 and 1000, got {}",
+                body.priority
+            ),
+        ));
+    }
+    let store = state.store.clone();
+    let item = blocking(move || {
+        engine_queue::set_priority(&store, id, body.priority, &who.name).map_err(ApiError::from)
+    })
+    .await?;
+    Ok(Json(item))
 }
