@@ -297,8 +297,15 @@ pub fn list(conn: &Connection, filter: &QueueFilter) -> StoreResult<QueuePage> {
     } else {
         format!("WHERE {}", clauses.join(" AND "))
     };
+    // Every queue item references an existing erratum (foreign key), so without a search
+    // on the synopsis the count needs no join: 10,000 index lookups saved per page.
+    let count_from = if filter.search.as_deref().is_some_and(|q| !q.is_empty()) {
+        FROM
+    } else {
+        "FROM queue_items q"
+    };
     let total: i64 = conn.query_row(
-        &format!("SELECT count(*) {FROM} {filter_sql}"),
+        &format!("SELECT count(*) {count_from} {filter_sql}"),
         rusqlite::params_from_iter(args.iter()),
         |r| r.get(0),
     )?;
