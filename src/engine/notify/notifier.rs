@@ -559,6 +559,9 @@ impl Notifier {
             if let Err(e) = self.maybe_send_digest(Utc::now()).await {
                 tracing::error!(error = %e, "daily digest failed");
             }
+            if let Err(e) = self.route_direct().await {
+                tracing::error!(error = %e, "routing directly recorded notifications failed");
+            }
             match self.deliver_due().await {
                 Ok(n) if n > 0 => continue,
                 Ok(_) => {}
@@ -572,6 +575,33 @@ impl Notifier {
             }
         }
         tracing::info!("notification worker stopped");
+    }
+
+    /// Give deliveries to notifications other parts of spm recorded directly (the test
+    /// engine's `test_failed` / `pending_approval`, the rollout's alerts), by the same routing
+    /// and severity rules as [`Notifier::raise`]; returns how many rows were routed.
+    pub async fn route_direct(&self) -> Result<usize, crate::store::StoreError> {
+        let this = self.clone();
+        self.inner
+            .store
+            .write(move |tx| {
+                let rows = db::unrouted(tx, 200)?;
+                let mut upto = None;
+                for (id, event, severity) in &rows {
+                    upto = Some(*id);
+                    let (Some(kind), Some(sev)) =
+                        (EventKind::parse(event), Severity::parse(severity))
+                    else {
+                        continue;
+                    };
+                    db::add_deliveries(tx, *id, &this.route(kind, sev))?;
+                }
+                if let Some(id) = upto {
+                    db::set_routed_upto(tx, id)?;
+                }
+                Ok(rows.len())
+            })
+            .await
     }
 
     /// Spawn [`Notifier::run`] on the runtime.

@@ -1,0 +1,94 @@
+//! Events the test engine records directly in the database (`test_failed`,
+//! `pending_approval`) are routed by the notifier's worker to the configured channels with
+//! the same rules as `Notifier::raise`: here a real HTTP webhook receiver gets them.
+
+mod support;
+
+use std::time::Duration;
+
+use spm::engine::notify::{Notifier, NotifyConfig};
+use spm::services::notify::{Secret, WebhookConfig};
+use spm::store::Store;
+use spm::store::notifications as db;
+use spm::store::test_runs::{NewNotification, notify};
+use support::{Receiver, shipped_templates, wait_for};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_events_recorded_directly_reach_the_webhook() {
+    let rx = Receiver::start(0).await;
+    let tpl = shipped_templates();
+    let store = Store::open_in_memory().expect("store");
+    // History before the notifier first runs is not re-sent.
+    let old = store
+        .write_blocking(|tx| {
+            notify(
+                tx,
+                &NewNotification {
+                    event: "test_failed".into(),
+                    severity: "warning".into(),
+                    subject: "old".into(),
+                    body: "old".into(),
+                    advisory: None,
+                    queue_id: None,
+                    test_id: None,
+                },
+            )
+        })
+        .expect("old row");
+    let cfg = NotifyConfig {
+        templates_dir: tpl.path().to_path_buf(),
+        webhooks: vec![WebhookConfig {
+            name: "ops".into(),
+            url: rx.url(),
+            auth_header: Some(Secret::new("Bearer tok")),
+            hmac_secret: Some(Secret::new("whsec")),
+            events: vec![],
+            timeout: Duration::from_secs(5),
+            ca_file: None,
+        }],
+        poll_interval: Duration::from_millis(100),
+        ..NotifyConfig::default()
+    };
+    let notifier = Notifier::new(store.clone(), cfg).expect("notifier");
+    assert_eq!(notifier.route_direct().await.expect("first pass"), 0);
+
+    let id = store
+        .write_blocking(|tx| {
+            notify(
+                tx,
+                &NewNotification {
+                    event: "test_failed".into(),
+                    severity: "critical".into(),
+                    subject: "USN-9002-1 failed on test-ubuntu-01".into(),
+                    body: "services: nginx down after patch".into(),
+                    advisory: Some("USN-9002-1".into()),
+                    queue_id: None,
+                    test_id: None,
+                },
+            )
+        })
+        .expect("engine row");
+    let stop = CancellationToken::new();
+    let worker = notifier.spawn_worker(stop.clone());
+    let sent = wait_for(30, "the webhook delivery to be sent", || {
+        let d = store
+            .read_blocking(|c| db::deliveries(c, id))
+            .expect("deliveries");
+        d.into_iter().find(|d| d.status == "sent")
+    })
+    .await;
+    assert_eq!(sent.channel, "webhook");
+    let got = rx.requests();
+    assert_eq!(got.len(), 1, "exactly the new event was delivered");
+    assert!(
+        String::from_utf8_lossy(&got[0].body).contains("USN-9002-1"),
+        "payload names the advisory"
+    );
+    let old_deliveries = store
+        .read_blocking(|c| db::deliveries(c, old))
+        .expect("old deliveries");
+    assert!(old_deliveries.is_empty(), "history was not re-sent");
+    stop.cancel();
+    let _ = worker.await;
+}
