@@ -100,7 +100,7 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
         let host = app::start_scripts(&store, &global, &mut service).await?;
         // The dashboard shows the host's generation, reload errors and sources.
         service.state.scripts.store(Some(host.clone()));
-        match crate::engine::notify::NotifyConfig::from_global(&global)
+        let notifier = match crate::engine::notify::NotifyConfig::from_global(&global)
             .map_err(anyhow::Error::msg)
             .and_then(|c| Ok(crate::engine::notify::Notifier::new(store.clone(), c)?))
         {
@@ -114,10 +114,14 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
                     let _ = worker.await;
                     Ok(())
                 });
+                Some(notifier)
             }
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "notifications disabled"),
-        }
-        if let Some(uyuni) = app::start_sync(&store, &global, &mut service)? {
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "notifications disabled");
+                None
+            }
+        };
+        if let Some(uyuni) = app::start_sync(&store, &global, notifier, &mut service)? {
             // The dashboard rolls back selected hosts of a run through this client.
             service.state.uyuni.store(Some(uyuni.clone()));
             app::start_tests(&store, &global, host.clone(), uyuni.clone(), &mut service).await?;

@@ -23,6 +23,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::config::Config;
+use crate::engine::notify::{Event, EventKind, Notifier};
 use crate::engine::queue::{AutoQueueRule, auto_queue};
 use crate::engine::rollout::policy::{LoadedPolicy, load_policy_source};
 use crate::engine::score::Scorer;
@@ -36,6 +37,7 @@ use crate::services::prom::{PromClient, PromConfig};
 use crate::services::uyuni::UyuniClient;
 use crate::sim::server::{SimHandle, SimOptions, SimServer};
 use crate::store::Store;
+use crate::store::sync_runs::SyncStatus;
 
 /// What `spm serve` was asked to run.
 #[derive(Debug, Clone, Default)]
@@ -305,6 +307,7 @@ pub async fn start_scripts(
 pub fn start_sync(
     store: &Store,
     config: &Config,
+    notifier: Option<Notifier>,
     service: &mut Service,
 ) -> anyhow::Result<Option<Arc<UyuniClient>>> {
     if config.uyuni.url.is_none() {
@@ -341,6 +344,9 @@ pub fn start_sync(
             match run_sync(&store, source.as_ref(), &scorer, &sync_config, &NoProgress).await {
                 Ok(report) => {
                     tracing::info!(status = ?report.status, "errata sync finished");
+                    if let Some(n) = &notifier {
+                        raise_sync_outcome(n, &report).await;
+                    }
                     let (store, scorer, rule) = (store.clone(), scorer.clone(), rule.clone());
                     match tokio::task::spawn_blocking(move || auto_queue(&store, &scorer, &rule))
                         .await
@@ -350,7 +356,16 @@ pub fn start_sync(
                         Err(e) => tracing::error!(error = %e, "auto-queue task failed"),
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "errata sync failed"),
+                Err(e) => {
+                    tracing::error!(error = %e, "errata sync failed");
+                    if let Some(n) = &notifier {
+                        n.raise(Event::new(
+                            EventKind::SyncFailed,
+                            serde_json::json!({ "error": e.to_string() }),
+                        ))
+                        .await;
+                    }
+                }
             }
             tokio::select! {
                 _ = token.cancelled() => break,
@@ -360,6 +375,17 @@ pub fn start_sync(
         Ok(())
     });
     Ok(Some(client))
+}
+
+/// Raise `sync_partial` / `sync_failed` for a finished sync that did not end `ok`.
+async fn raise_sync_outcome(notifier: &Notifier, report: &crate::engine::sync::SyncReport) {
+    let kind = match report.status {
+        SyncStatus::Ok | SyncStatus::Running => return,
+        SyncStatus::Partial => EventKind::SyncPartial,
+        _ => EventKind::SyncFailed,
+    };
+    let data = serde_json::to_value(report).unwrap_or_default();
+    notifier.raise(Event::new(kind, data)).await;
 }
 
 /// Recover tests a crash left running, then run the test workers until shutdown.
