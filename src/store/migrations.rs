@@ -43,6 +43,10 @@ pub const FILES: &[(&str, &str)] = &[
         "0007_run_host_packages.sql",
         include_str!("../../migrations/0007_run_host_packages.sql"),
     ),
+    (
+        "0008_notification_routed.sql",
+        include_str!("../../migrations/0008_notification_routed.sql"),
+    ),
 ];
 
 /// The migration set as rusqlite_migration sees it.

@@ -176,7 +176,7 @@ pub fn insert(
 ) -> StoreResult<(i64, Vec<i64>)> {
     tx.execute(
         "INSERT INTO notifications (event, severity, subject, body, body_html, data, advisory, \
-         queue_id, test_id, run_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         queue_id, test_id, run_id, routed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1)",
         params![
             n.event,
             n.severity,
@@ -573,53 +573,22 @@ pub fn compliance_summary(conn: &Connection) -> StoreResult<ComplianceSummary> {
     })
 }
 
-/// Watermark key in `config_kv`: the highest notification id the router has looked at.
-const ROUTED_UPTO: &str = "notify.routed_upto";
-
-/// Notifications recorded by other parts of spm without deliveries (the test engine and the
-/// rollout insert their rows directly), newer than the router's watermark, oldest first:
-/// `(id, event, severity)`. On the first call the watermark starts at the newest existing
-/// row, so history is not re-sent.
-pub fn unrouted(tx: &Transaction<'_>, limit: i64) -> StoreResult<Vec<(i64, String, String)>> {
-    let upto: Option<String> = tx
-        .query_row(
-            "SELECT value FROM config_kv WHERE key = ?1",
-            [ROUTED_UPTO],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let upto = match upto.and_then(|v| v.parse::<i64>().ok()) {
-        Some(n) => n,
-        None => {
-            let max: i64 =
-                tx.query_row("SELECT coalesce(max(id), 0) FROM notifications", [], |r| {
-                    r.get(0)
-                })?;
-            set_routed_upto(tx, max)?;
-            max
-        }
-    };
-    let mut stmt = tx.prepare(
-        "SELECT n.id, n.event, n.severity FROM notifications n WHERE n.id > ?1 \
-         AND NOT EXISTS (SELECT 1 FROM notification_deliveries d WHERE d.notification_id = n.id) \
-         ORDER BY n.id LIMIT ?2",
+/// Notifications recorded by other parts of spm (the test engine and the rollout insert
+/// their rows directly) that the notifier has not routed yet, oldest first:
+/// `(id, event, severity)`.
+pub fn unrouted(conn: &Connection, limit: i64) -> StoreResult<Vec<(i64, String, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, event, severity FROM notifications WHERE routed = 0 ORDER BY id LIMIT ?1",
     )?;
     let rows = stmt
-        .query_map(params![upto, limit], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?
+        .query_map(params![limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
 
-/// Move the router's watermark.
-pub fn set_routed_upto(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
-    tx.execute(
-        "INSERT INTO config_kv (key, value, updated_by) VALUES (?1, ?2, 'notifier') \
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = \
-         strftime('%Y-%m-%dT%H:%M:%fZ','now')",
-        params![ROUTED_UPTO, id.to_string()],
-    )?;
+/// Mark a notification routed.
+pub fn mark_routed(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
+    tx.execute("UPDATE notifications SET routed = 1 WHERE id = ?1", [id])?;
     Ok(())
 }
 

@@ -579,25 +579,21 @@ impl Notifier {
 
     /// Give deliveries to notifications other parts of spm recorded directly (the test
     /// engine's `test_failed` / `pending_approval`, the rollout's alerts), by the same routing
-    /// and severity rules as [`Notifier::raise`]; returns how many rows were routed.
+    /// and severity rules as [`Notifier::raise`] (rows it records itself are routed when
+    /// written); returns how many rows were routed.
     pub async fn route_direct(&self) -> Result<usize, crate::store::StoreError> {
         let this = self.clone();
         self.inner
             .store
             .write(move |tx| {
                 let rows = db::unrouted(tx, 200)?;
-                let mut upto = None;
                 for (id, event, severity) in &rows {
-                    upto = Some(*id);
-                    let (Some(kind), Some(sev)) =
+                    if let (Some(kind), Some(sev)) =
                         (EventKind::parse(event), Severity::parse(severity))
-                    else {
-                        continue;
-                    };
-                    db::add_deliveries(tx, *id, &this.route(kind, sev))?;
-                }
-                if let Some(id) = upto {
-                    db::set_routed_upto(tx, id)?;
+                    {
+                        db::add_deliveries(tx, *id, &this.route(kind, sev))?;
+                    }
+                    db::mark_routed(tx, *id)?;
                 }
                 Ok(rows.len())
             })
