@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod evr;
 pub mod host;
 pub mod lab;
 pub mod server;

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::score::{ScoreResult, Scorer};
 use crate::engine::state::QueueStatus;
 use crate::engine::sync::score_input;
-use crate::sim::evr::{Evr, PkgKind};
+use crate::evr::{Evr, PkgKind};
 use crate::store::audit::{self, AuditEntry};
 use crate::store::errata::{self as errata_store, ErrataFilter, ErratumRecord, PackageRecord};
 use crate::store::queue::{self, QUEUE_OS, QueueFilter, QueueItem, QueuePage, TransitionExtra};

@@ -3,7 +3,7 @@
 
 pub mod actions;
 pub mod clock;
-pub mod evr;
+pub use crate::evr;
 pub mod faults;
 pub mod fleet;
 pub mod handlers;
