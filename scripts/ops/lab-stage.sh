@@ -26,6 +26,13 @@ else
     skip "cannot create network namespaces (ip netns add)"
 fi
 
+# The sparse btrfs image lives under /var/lib/spm-lab: when the disk under it fills, the
+# loop device's writes fail and the systems read back I/O errors. Same floor as the code.
+mkdir -p /var/lib/spm-lab
+free_kib=$(df --output=avail -k /var/lib/spm-lab | tail -1 | tr -d ' ')
+[ "${free_kib:-0}" -ge $((4 * 1024 * 1024)) ] ||
+    skip "only $((free_kib / 1024)) MiB free under /var/lib/spm-lab (the lab image needs 4 GiB)"
+
 need=()
 for p in debootstrap:debootstrap mkfs.btrfs:btrfs-progs systemd-nspawn:systemd-container \
          zstd:zstd dpkg-scanpackages:dpkg-dev nsenter:util-linux python3:python3; do

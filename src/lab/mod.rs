@@ -251,6 +251,7 @@ pub fn probe() -> Result<(), LabError> {
             "no free loop device (losetup -f)".into(),
         ));
     }
+    check_free_space()?;
     let ns = "spm-lab-probe";
     if cmd::run("ip", ["netns", "add", ns]).is_err() {
         return Err(LabError::Unavailable(
@@ -259,6 +260,73 @@ pub fn probe() -> Result<(), LabError> {
     }
     cmd::quiet("ip", ["netns", "del", ns]);
     Ok(())
+}
+
+/// Free space the sparse image's filesystem must have before a lab starts. The image is
+/// sparse: when the disk under it fills, the loop device's writes fail and btrfs later
+/// answers reads of those blocks with EIO (seen as `apt-get: Input/output error` inside a
+/// system), so refuse early with the real reason instead.
+pub const MIN_FREE_BYTES: u64 = 4 << 30;
+
+fn check_free_space() -> Result<(), LabError> {
+    let img = paths::image();
+    let dir = img.parent().unwrap_or_else(|| std::path::Path::new("/"));
+    // The directory may not exist yet: measure the nearest existing ancestor.
+    let probe_dir = dir
+        .ancestors()
+        .find(|d| d.exists())
+        .unwrap_or_else(|| std::path::Path::new("/"));
+    let free = free_bytes(probe_dir)?;
+    if free < MIN_FREE_BYTES {
+        return Err(LabError::Unavailable(format!(
+            "only {:.1} GiB free on the filesystem of {} (the lab image needs {} GiB)",
+            free as f64 / (1u64 << 30) as f64,
+            dir.display(),
+            MIN_FREE_BYTES >> 30
+        )));
+    }
+    Ok(())
+}
+
+/// Bytes available to unprivileged writers on the filesystem holding `dir` (`df`).
+fn free_bytes(dir: &std::path::Path) -> Result<u64, LabError> {
+    let out = cmd::run(
+        "df",
+        [
+            std::ffi::OsStr::new("--output=avail"),
+            std::ffi::OsStr::new("-B1"),
+            dir.as_os_str(),
+        ],
+    )?;
+    out.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| LabError::Command {
+            what: format!("df {}", dir.display()),
+            detail: format!("unexpected output {out:?}"),
+        })
+}
+
+/// The kernel's last lines about I/O errors, loop devices or btrfs (empty when none or
+/// unreadable), appended to a failure whose output mentions an I/O error.
+fn kernel_io_hint(output: &str) -> String {
+    if !output.contains("Input/output error") {
+        return String::new();
+    }
+    let log = cmd::output("dmesg", ["--notime"])
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("loop") || l.contains("BTRFS") || l.contains("I/O error"))
+        .collect();
+    let tail = lines[lines.len().saturating_sub(8)..].join("\n");
+    let free = free_bytes(std::path::Path::new("/var/lib"))
+        .map(|b| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64))
+        .unwrap_or_else(|e| e.to_string());
+    format!(
+        "\n(the lab image returned an I/O error; free space under /var/lib: {free}; kernel: {tail})"
+    )
 }
 
 /// Remove anything an earlier lab left behind; returns what could not be removed.
@@ -549,7 +617,10 @@ impl System {
         if out.rc != 0 {
             return Err(LabError::Command {
                 what: format!("preparing {}", self.info.name),
-                detail: cmd::tail(&format!("{}{}", out.stdout, out.stderr), 1500),
+                detail: {
+                    let text = format!("{}{}", out.stdout, out.stderr);
+                    format!("{}{}", cmd::tail(&text, 1500), kernel_io_hint(&text))
+                },
             });
         }
         Ok(())
