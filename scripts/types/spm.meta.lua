@@ -8,6 +8,41 @@
 ---@field message string
 ---@field retryable? boolean
 
+---@class spm.ScoreFactors
+---@field affects_kernel boolean
+---@field requires_reboot boolean
+---@field modifies_config boolean
+---@field package_count integer
+---@field dependency_count integer
+---@field total_size_kb integer
+---@field kernel_packages string[]
+---@field reboot_packages string[]
+---@field config_packages string[]
+---@field unsized_packages string[]
+
+---@class spm.ScoreTerm
+---@field factor string
+---@field points integer
+---@field reason string
+
+--- What `adjust(ctx)` of scripts/score.lua receives for one advisory.
+---@class spm.ScoreCtx
+---@field advisory string
+---@field advisory_type string
+---@field severity string
+---@field packages? {name: string, size_bytes?: integer}[]
+---@field reboot_suggested boolean
+---@field history {times_tested: integer, times_failed: integer}
+---@field factors spm.ScoreFactors
+---@field terms spm.ScoreTerm[]
+---@field base_score integer
+---@field low_confidence boolean
+
+--- One adjustment `adjust(ctx)` returns: points (-100..100) and why.
+---@class spm.ScoreAdjustment
+---@field delta integer
+---@field reason string
+
 --- Core functions: typed errors.
 ---@class spm
 ---@field log spm.log

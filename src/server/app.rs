@@ -303,10 +303,21 @@ pub async fn start_scripts(
     Ok(host)
 }
 
+/// The Success Score calculator from `[score]`, adjusted by `scripts/score.lua` as the
+/// script host currently has it (edits take effect on the next score).
+pub fn scorer(config: &Config, host: &Arc<ScriptHost>) -> anyhow::Result<Arc<Scorer>> {
+    let plain = Scorer::new((&config.score).into()).context("invalid [score] configuration")?;
+    let host = host.clone();
+    let hook = crate::host::score_hook::LuaScoreHook::start(Arc::new(move || host.current()))
+        .context("starting the score hook thread")?;
+    Ok(Arc::new(plain.with_hook(hook)))
+}
+
 /// The periodic errata sync followed by the auto-queue rule.
 pub fn start_sync(
     store: &Store,
     config: &Config,
+    scorer: Arc<Scorer>,
     notifier: Option<Notifier>,
     service: &mut Service,
 ) -> anyhow::Result<Option<Arc<UyuniClient>>> {
@@ -318,8 +329,6 @@ pub fn start_sync(
         UyuniClient::new(&crate::cli::sync::client_config(&config.uyuni)?)
             .context("building the UYUNI client")?,
     );
-    let scorer =
-        Arc::new(Scorer::new((&config.score).into()).context("invalid [score] configuration")?);
     let sync_config = SyncConfig::from(&config.sync);
     let rule = AutoQueueRule::from(&config.queue);
     let every = Duration::from_secs(config.sync.interval_secs.max(10));
