@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use spm::sim::{SimOptions, SimServer};
+use spm::sim::{SimHandle, SimOptions, SimServer};
 use spm::store::Store;
 
 fn spm(db: &Path, url: &str, args: &[&str]) -> Output {
@@ -42,8 +42,15 @@ fn json(o: &Output) -> serde_json::Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_score_and_queue_through_the_binary() {
+/// A simulator, a fresh database in a temporary working directory, and one sync of the
+/// test groups through the binary (its JSON report).
+async fn synced() -> (
+    SimHandle,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    String,
+    serde_json::Value,
+) {
     let sim = SimServer::start(SimOptions {
         frozen_clock: true,
         ..SimOptions::default()
@@ -53,7 +60,6 @@ async fn sync_score_and_queue_through_the_binary() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("spm.db");
     let url = sim.url();
-
     let out = run(&db, &url, &["sync", "--json", "--set", "sync.scope=test"]).await;
     assert_eq!(
         out.status.code(),
@@ -61,13 +67,19 @@ async fn sync_score_and_queue_through_the_binary() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    // Without a terminal, progress is plain lines on stderr.
+    assert!(err.contains("relevant advisories"), "{err}");
     let report = json(&out);
+    (sim, dir, db, url, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_score_and_queue_through_the_binary() {
+    let (sim, _dir, db, url, report) = synced().await;
     assert_eq!(report["sync"]["status"], "ok");
     let new = report["sync"]["errata_new"].as_u64().expect("errata_new");
     assert!(new > 0);
-    // Without a terminal, progress is plain lines on stderr.
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("relevant advisories"), "{err}");
 
     // Pick a kernel advisory: its score must explain the kernel and reboot penalties.
     let kernel_adv: String = {
@@ -210,22 +222,7 @@ async fn sync_score_and_queue_through_the_binary() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lua_score_hook_adjusts_and_a_broken_one_is_refused() {
-    let sim = SimServer::start(SimOptions {
-        frozen_clock: true,
-        ..SimOptions::default()
-    })
-    .await
-    .expect("simulator");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("spm.db");
-    let url = sim.url();
-    let out = run(&db, &url, &["sync", "--json", "--set", "sync.scope=test"]).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_sim, dir, db, url, _) = synced().await;
     let adv: String = {
         let store = Store::open(&db).expect("store");
         store
