@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::Outcome;
+use crate::cli::{Globals, Outcome};
 use crate::services::ansible::{
     AnsibleConfig, AnsibleRunner, HostResult, InventoryHost, PlaybookResult, RunOptions, RunStatus,
 };
@@ -56,15 +56,31 @@ struct RunArgs {
     /// Connection plugin for every host (e.g. `local`, `ssh`).
     #[arg(long)]
     connection: Option<String>,
+    /// Run only tasks with this tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
 }
 
-/// Run `spm ansible ...`.
-pub fn run(args: AnsibleArgs, config: AnsibleConfig) -> anyhow::Result<Outcome> {
+/// Run `spm ansible ...` with the `[ansible]` settings (program, playbook directory,
+/// timeouts, default forks and connection).
+pub fn run(args: AnsibleArgs, globals: &Globals) -> anyhow::Result<Outcome> {
+    let config = globals.load_config()?;
+    let s = &config.ansible;
+    let runner = AnsibleConfig {
+        program: s.program.clone(),
+        playbook_dir: Some(s.playbook_dir(&config.scripts.scripts_dir)),
+        default_timeout_secs: s.timeout_secs,
+        kill_grace_secs: s.kill_grace_secs,
+    };
     match args.command {
-        AnsibleCommand::Run(run) => run_playbook(run, config),
+        AnsibleCommand::Run(mut run) => {
+            run.forks = run.forks.or(s.forks);
+            run.connection = run.connection.or_else(|| s.connection.clone());
+            run_playbook(run, runner)
+        }
     }
 }
 
@@ -118,6 +134,7 @@ fn run_playbook(args: RunArgs, config: AnsibleConfig) -> anyhow::Result<Outcome>
         forks: args.forks,
         timeout_secs: args.timeout,
         connection: args.connection,
+        tags: args.tags,
         cancel: Some(cancel.clone()),
         ..RunOptions::default()
     };
