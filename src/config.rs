@@ -377,15 +377,24 @@ impl AnsibleSettings {
             out.push(("ansible.program".into(), "must not be empty".into()));
         }
         if self.timeout_secs == 0 {
-            out.push(("ansible.timeout_secs".into(), "must be greater than 0".into()));
+            out.push((
+                "ansible.timeout_secs".into(),
+                "must be greater than 0".into(),
+            ));
         }
         if let Some(f) = self.forks
             && !(1..=1000).contains(&f)
         {
-            out.push(("ansible.forks".into(), format!("{f} is not between 1 and 1000")));
+            out.push((
+                "ansible.forks".into(),
+                format!("{f} is not between 1 and 1000"),
+            ));
         }
         if let Some(c) = &self.connection
-            && (c.is_empty() || !c.chars().all(|x| x.is_ascii_alphanumeric() || "_.".contains(x)))
+            && (c.is_empty()
+                || !c
+                    .chars()
+                    .all(|x| x.is_ascii_alphanumeric() || "_.".contains(x)))
         {
             out.push((
                 "ansible.connection".into(),
@@ -398,7 +407,11 @@ impl AnsibleSettings {
             .map(|k| ("ansible.host_vars".to_string(), k))
             .collect();
         for (name, o) in &self.hosts {
-            vars.extend(o.vars.keys().map(|k| (format!("ansible.hosts.{name}.vars"), k)));
+            vars.extend(
+                o.vars
+                    .keys()
+                    .map(|k| (format!("ansible.hosts.{name}.vars"), k)),
+            );
             if let Some(a) = &o.address
                 && (a.is_empty()
                     || a.starts_with('-')

@@ -179,7 +179,10 @@ async fn a_failing_host_comes_back_with_its_task_and_message() {
     assert_eq!(bad["status"], "failed", "{bad:#}");
     assert_eq!(bad["failed_task"], "Run a command", "{bad:#}");
     assert!(
-        bad["message"].as_str().unwrap_or("").contains("interpreter")
+        bad["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("interpreter")
             || bad["message"]
                 .as_str()
                 .unwrap_or("")
@@ -221,7 +224,13 @@ async fn bad_paths_options_and_a_missing_program_are_clear_errors() {
     "#,
         outside = outside.display()
     );
-    let r = eval(Some(store), "/nonexistent/bin/ansible-playbook", &dir, &code).await;
+    let r = eval(
+        Some(store),
+        "/nonexistent/bin/ansible-playbook",
+        &dir,
+        &code,
+    )
+    .await;
     let check = |key: &str, kind: &str, words: &[&str]| {
         let e = &r[key];
         assert_eq!(e["kind"], kind, "{key}: {e:#}");
@@ -247,6 +256,9 @@ async fn bad_paths_options_and_a_missing_program_are_clear_errors() {
     check(
         "not_installed",
         "config",
-        &["/nonexistent/bin/ansible-playbook not found", "ansible-core"],
+        &[
+            "/nonexistent/bin/ansible-playbook not found",
+            "ansible-core",
+        ],
     );
 }

@@ -264,7 +264,10 @@ fn a_failing_host_is_recorded_and_trips_a_zero_budget() {
         e.contains("ansible patch-ubuntu.yml: task \"Record the patch\" failed:"),
         "{e}"
     );
-    assert!(e.contains("interpreter") || e.contains("nonexistent"), "{e}");
+    assert!(
+        e.contains("interpreter") || e.contains("nonexistent"),
+        "{e}"
+    );
     for n in ["prod-web-03", "prod-web-04", "prod-web-05"] {
         assert!(!dir.join(format!("records/{n}.json")).exists(), "{n}");
     }
@@ -293,7 +296,9 @@ fn a_failing_host_is_recorded_and_trips_a_zero_budget() {
         1
     );
     assert_eq!(
-        count("SELECT count(*) FROM compliance WHERE policy_id = 'web-ansible' AND last_patched IS NOT NULL"),
+        count(
+            "SELECT count(*) FROM compliance WHERE policy_id = 'web-ansible' AND last_patched IS NOT NULL"
+        ),
         2
     );
 }

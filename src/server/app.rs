@@ -410,7 +410,9 @@ pub async fn start_tests(
     let engine = TestEngine::new(store.clone(), host, uyuni, prom, config.test.clone());
     let ansible = Arc::new(crate::engine::ansible::AnsibleExecutor::from_config(config));
     engine.set_ansible(ansible.clone());
-    service.state.update_features(|f| f.ansible = Some(ansible.clone()));
+    service
+        .state
+        .update_features(|f| f.ansible = Some(ansible.clone()));
     let report = engine
         .recover()
         .await

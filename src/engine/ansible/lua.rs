@@ -244,7 +244,12 @@ fn flag(opts: &Map<String, Value>, key: &str) -> Result<bool, ScriptError> {
 }
 
 fn words(opts: &Map<String, Value>, key: &str) -> Result<Vec<String>, ScriptError> {
-    let err = || bad(&format!("opts.{key}"), "must be a string or a list of strings");
+    let err = || {
+        bad(
+            &format!("opts.{key}"),
+            "must be a string or a list of strings",
+        )
+    };
     match opts.get(key) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::String(s)) => Ok(vec![s.clone()]),

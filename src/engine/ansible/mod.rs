@@ -78,10 +78,7 @@ impl AnsibleExecutor {
                 "playbook {path:?}: `..` is not allowed; playbooks are looked up in {dir_shown}"
             ));
         }
-        if !matches!(
-            p.extension().and_then(|e| e.to_str()),
-            Some("yml" | "yaml")
-        ) {
+        if !matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")) {
             return Err(format!(
                 "playbook {path:?} is not a .yml or .yaml file (in {dir_shown})"
             ));

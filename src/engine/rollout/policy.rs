@@ -628,7 +628,10 @@ impl Policy {
                     "`ansible` settings need `executor = \"ansible\"`".into(),
                 );
             }
-            for (key, name) in [("playbook", &a.playbook), ("scan_playbook", &a.scan_playbook)] {
+            for (key, name) in [
+                ("playbook", &a.playbook),
+                ("scan_playbook", &a.scan_playbook),
+            ] {
                 if let Some(n) = name {
                     let ok = !n.starts_with('/')
                         && !n.split('/').any(|c| c == ".." || c.is_empty())
@@ -663,7 +666,10 @@ impl Policy {
             if let Some(f) = a.forks
                 && !(1..=1000).contains(&f)
             {
-                bad("forks", format!("`ansible.forks` {f} is not between 1 and 1000"));
+                bad(
+                    "forks",
+                    format!("`ansible.forks` {f} is not between 1 and 1000"),
+                );
             }
             if let Some(t) = &a.timeout {
                 match t.get() {
@@ -1149,5 +1155,46 @@ return {
         assert!(e.contains("at most 100%"), "{e}");
         let e = err_of(&GOOD.replace("---@spm api=1 kind=policy", "---@spm api=1 kind=phase"));
         assert!(e.contains("kind=policy"), "{e}");
+    }
+
+    #[test]
+    fn ansible_settings_are_validated() {
+        let with = |settings: &str| {
+            GOOD.replace(
+                "  hooks =",
+                &format!("  executor = \"ansible\",\n  ansible = {settings},\n  hooks ="),
+            )
+        };
+        let p = load(&with(
+            "{ verify = \"none\", extra_vars = { spm_become = false }, timeout = \"2h\" }",
+        ))
+        .unwrap()
+        .policy;
+        let a = p.ansible.clone().unwrap();
+        assert_eq!(a.verify, AnsibleVerify::None);
+        assert_eq!(a.playbook_for(p.os_family()), "patch-rhel.yml");
+        assert_eq!(a.scan_playbook(), "scan-compliance.yml");
+        assert_eq!(
+            AnsiblePolicy::default().playbook_for("debian"),
+            "patch-ubuntu.yml"
+        );
+        let e = err_of(&with("{ playbook = \"../x.yml\" }"));
+        assert!(
+            e.contains("policies/t.lua:13:") && e.contains("ansible.playbook"),
+            "{e}"
+        );
+        let e = err_of(&with("{ extra_vars = { spm_packages = { \"x\" } } }"));
+        assert!(e.contains("set per host by spm"), "{e}");
+        let e = err_of(&with("{ verify = \"maybe\" }"));
+        assert!(
+            e.contains("`ansible`") && e.contains("maybe") && e.contains("scan"),
+            "{e}"
+        );
+        let e = err_of(&with("{ forks = 0 }"));
+        assert!(e.contains("between 1 and 1000"), "{e}");
+        let e = err_of(&with("{ playbok = \"x.yml\" }"));
+        assert!(e.contains("playbok"), "{e}");
+        let e = err_of(&GOOD.replace("  hooks =", "  ansible = { verify = \"scan\" },\n  hooks ="));
+        assert!(e.contains("need `executor = \"ansible\"`"), "{e}");
     }
 }

@@ -208,17 +208,16 @@ pub async fn run_loop(
             _ = tokio::time::sleep(every) => {}
         }
         let now = Utc::now();
-        let (events, mut started) =
-            tick_with(
-                client.clone(),
-                ansible.clone(),
-                &store,
-                &load(),
-                prev,
-                now,
-                DEFAULT_GRACE,
-            )
-            .await;
+        let (events, mut started) = tick_with(
+            client.clone(),
+            ansible.clone(),
+            &store,
+            &load(),
+            prev,
+            now,
+            DEFAULT_GRACE,
+        )
+        .await;
         for e in events {
             tracing::info!(policy = %e.policy_id, what = %e.what, "{}", e.detail);
         }
