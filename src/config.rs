@@ -436,6 +436,11 @@ impl AnsibleSettings {
                          configuration (use SSH keys, an ssh-agent or ansible-vault)"
                     ),
                 ));
+            } else if var == "ansible_host" {
+                out.push((
+                    key,
+                    "ansible_host is the system's address: set `address` in [ansible.hosts.\"<name>\"]".into(),
+                ));
             } else if var.starts_with("spm_") {
                 out.push((
                     key,
