@@ -4,9 +4,12 @@
 //! errata are applied with one `system.scheduleApplyErrata` per distinct errata set (so
 //! UYUNI groups the systems into few actions), waited for with the client's backing-off
 //! action waiter, then verified: relevance re-read from UYUNI in one call, and the policy's
-//! `verify_host` hook. The error budget is checked after every batch; when it trips, or a
-//! cancel is requested, no new host starts and the hosts in flight finish. Every status
-//! change goes through the run/host state machines in the store.
+//! `verify_host` hook. With `executor = "ansible"` the batch is patched by the policy's
+//! playbook instead and verified by a compliance scan (`execute/ansible_exec.rs`); per-host
+//! results land in the same rows and count against the same budget. The error budget is
+//! checked after every batch; when it trips, or a cancel is requested, no new host starts
+//! and the hosts in flight finish. Every status change goes through the run/host state
+//! machines in the store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -137,7 +140,7 @@ pub struct RunSummary {
     pub cancelled: usize,
     /// Why it stopped early.
     pub reason: Option<String>,
-    /// UYUNI actions scheduled to apply errata, per wave.
+    /// UYUNI actions scheduled to apply errata, per wave (0 with the Ansible executor).
     pub apply_actions_per_wave: Vec<usize>,
 }
 
