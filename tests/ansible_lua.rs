@@ -262,3 +262,53 @@ async fn bad_paths_options_and_a_missing_program_are_clear_errors() {
         ],
     );
 }
+
+#[test]
+fn cli_runs_a_playbook_on_uyuni_systems_from_the_database() {
+    require_ansible();
+    let tmp = tempfile::tempdir().unwrap();
+    store(tmp.path());
+    let playbook = write(
+        tmp.path(),
+        "who.yml",
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: Report\n      ansible.builtin.debug:\n        var: spm_report\n      vars:\n        spm_report:\n          os: \"{{ spm_os }}\"\n          env: \"{{ spm_env }}\"\n    - name: Run a command\n      ansible.builtin.command: /bin/true\n      changed_when: false\n",
+    );
+    std::fs::write(
+        tmp.path().join("spm.toml"),
+        "[ansible.hosts.\"web-local\"]\nvars = { ansible_connection = \"local\" }\n",
+    )
+    .unwrap();
+    let run = |system: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_spm"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SPM_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg("--config")
+            .arg(tmp.path().join("spm.toml"))
+            .arg("--database")
+            .arg(tmp.path().join("spm.db"))
+            .args(["ansible", "run"])
+            .arg(&playbook)
+            .args(["--system", system, "--json"])
+            .output()
+            .unwrap()
+    };
+    let out = run("1001");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let host = &result["hosts"][0];
+    assert_eq!(host["host"], "web-local", "{result:#}");
+    assert_eq!(host["status"], "ok", "{result:#}");
+    assert_eq!(host["report"]["os"], "debian");
+    assert_eq!(host["report"]["env"], "prod");
+    let out = run("db-9");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--system db-9: no such system in the database"),
+        "{stderr}"
+    );
+}
