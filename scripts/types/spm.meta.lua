@@ -241,14 +241,14 @@ function spm.prom.query(expr) end
 ---@return table
 function spm.prom.query_range(expr, start, end_, step) end
 
---- Ansible playbooks from scripts/ansible.
+--- Ansible playbooks from the playbook directory ([ansible] playbook_dir, default scripts/ansible).
 ---@class spm.ansible
 spm.ansible = {}
 
---- Run a playbook and wait for it. (async: waits without blocking spm)
+--- Run a playbook (a path inside the playbook directory; `..` and paths outside are refused) against UYUNI systems (ids or names, resolved through the database and [ansible] overrides) or inventory tables, and wait for it. Per-task progress goes to the log; a missing ansible-playbook is a config error. (async: waits without blocking spm)
 ---@param path string
----@param opts? table
----@return table
+---@param opts {hosts: (integer|string|{name: string, address?: string, os?: string, groups?: string[], tags?: table<string, string>, vars?: table})[], extra_vars?: table, check?: boolean, diff?: boolean, limit?: string, forks?: integer, timeout?: number|string, tags?: string|string[], skip_tags?: string|string[]}
+---@return {playbook: string, status: "succeeded"|"failed", ok: boolean, rc: integer?, check: boolean, elapsed_ms: integer, hosts: table<string, {status: "ok"|"changed"|"failed"|"unreachable", ok: integer, changed: integer, failed: integer, unreachable: integer, skipped: integer, rescued: integer, ignored: integer, failed_task: string?, message: string?, report: table?}>, failed_hosts: string[]}
 function spm.ansible.run_playbook(path, opts) end
 
 --- Notifications (mail, webhooks).

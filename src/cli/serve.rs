@@ -126,7 +126,10 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
             // The dashboard rolls back selected hosts of a run through this client.
             service.state.uyuni.store(Some(uyuni.clone()));
             app::start_tests(&store, &global, host.clone(), uyuni.clone(), &mut service).await?;
-            app::start_scheduler(&store, host, uyuni, &mut service).await?;
+            let ansible = Arc::new(crate::engine::ansible::AnsibleExecutor::from_config(
+                &global,
+            ));
+            app::start_scheduler(&store, host, uyuni, Some(ansible), &mut service).await?;
         }
         println!(
             "spm is serving on http://{} (API under /api/v1; Ctrl-C stops it)",

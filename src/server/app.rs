@@ -417,6 +417,11 @@ pub async fn start_tests(
         None => None,
     };
     let engine = TestEngine::new(store.clone(), host, uyuni, prom, config.test.clone());
+    let ansible = Arc::new(crate::engine::ansible::AnsibleExecutor::from_config(config));
+    engine.set_ansible(ansible.clone());
+    service
+        .state
+        .update_features(|f| f.ansible = Some(ansible.clone()));
     let report = engine
         .recover()
         .await
@@ -462,6 +467,7 @@ pub async fn start_scheduler(
     store: &Store,
     host: Arc<ScriptHost>,
     uyuni: Arc<UyuniClient>,
+    ansible: Option<Arc<crate::engine::ansible::AnsibleExecutor>>,
     service: &mut Service,
 ) -> anyhow::Result<()> {
     let cache = Arc::new(std::sync::Mutex::new(load_policies(&host).await));
@@ -493,6 +499,7 @@ pub async fn start_scheduler(
         let load = move || cache.lock().map(|c| c.clone()).unwrap_or_default();
         crate::engine::rollout::scheduler::run_loop(
             uyuni,
+            ansible,
             store,
             load,
             Duration::from_secs(30),
