@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -473,6 +473,8 @@ fn fault_body(f: &Fault) -> String {
 }
 
 async fn rpc(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
+    // The injected latency counts from here, so decoding the call is part of it.
+    let arrival = Instant::now();
     let stats = &sh.stats;
     let now_in = stats.inflight.fetch_add(1, Ordering::Relaxed) + 1;
     stats.peak.fetch_max(now_in, Ordering::Relaxed);
@@ -507,7 +509,7 @@ async fn rpc(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
         sh.opts.latency_ms
     };
     if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
+        super::delay::until(arrival + Duration::from_millis(latency)).await;
     }
     let injected = {
         let mut rng = sh.rng.lock().unwrap_or_else(|e| e.into_inner());
