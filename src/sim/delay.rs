@@ -150,7 +150,10 @@ mod tests {
             })
             .collect();
         for t in tasks {
-            assert!(t.await.expect("wait task"), "a wait ended before its deadline");
+            assert!(
+                t.await.expect("wait task"),
+                "a wait ended before its deadline"
+            );
         }
     }
 }

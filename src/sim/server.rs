@@ -508,37 +508,42 @@ async fn rpc(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
     } else {
         sh.opts.latency_ms
     };
-    if latency > 0 {
-        super::delay::until(arrival + Duration::from_millis(latency)).await;
-    }
     let injected = {
         let mut rng = sh.rng.lock().unwrap_or_else(|e| e.into_inner());
         sh.opts.faults.pick(rng.random::<f64>())
     };
-    match injected {
+    // The answer is computed at once and held until `latency` after arrival, so the
+    // simulator's own work (decoding, the handler, encoding) is part of the latency
+    // instead of being added to it whenever it fits inside. A stalled call keeps the old
+    // order (wait, stall, then run), so a client that gives up first changed nothing.
+    let deadline = arrival + Duration::from_millis(latency);
+    let body = match injected {
         Some(super::faults::Injected::Fault) => {
-            return xml(fault_body(&handlers::unhandled(
-                "simulated failure (fault injection)",
-            )));
+            fault_body(&handlers::unhandled("simulated failure (fault injection)"))
         }
+        Some(super::faults::Injected::Malformed) => super::faults::MALFORMED.to_string(),
         Some(super::faults::Injected::Stall) => {
+            super::delay::until(deadline).await;
             tokio::time::sleep(Duration::from_millis(sh.opts.faults.stall_ms)).await;
+            answer(&sh, &call)
         }
-        Some(super::faults::Injected::Malformed) => {
-            return xml(super::faults::MALFORMED.to_string());
-        }
-        None => {}
-    }
+        None => answer(&sh, &call),
+    };
+    super::delay::until(deadline).await;
+    xml(body)
+}
+
+/// Run a decoded call against the world and encode the answer (a fault on failure).
+fn answer(sh: &Shared, call: &crate::services::uyuni::xmlrpc::MethodCall) -> String {
     let now = sh.clock.now();
     let result = {
         let mut w = sh.world.lock().unwrap_or_else(|e| e.into_inner());
         handlers::dispatch(&mut w, now, &call.name, &call.params)
     };
-    let body = match result {
+    match result {
         Ok(v) => encode_success(&v).unwrap_or_else(|e| fault_body(&handlers::unhandled(e))),
         Err(f) => fault_body(&f),
-    };
-    xml(body)
+    }
 }
 
 async fn stats(State(sh): State<Arc<Shared>>) -> Response {
