@@ -54,9 +54,10 @@ pub struct SimOptions {
     pub user: String,
     /// API password.
     pub password: String,
-    /// Latency added to every call except `auth.login`, ms.
+    /// Response time of every call except `auth.login`, ms, from the request's arrival:
+    /// the answer is held until then (exactly, see [`super::delay`]).
     pub latency_ms: u64,
-    /// Latency added to `auth.login`, ms.
+    /// Response time of `auth.login`, ms, counted the same way.
     pub login_latency_ms: u64,
     /// Action lifecycle durations.
     pub timings: Timings,
