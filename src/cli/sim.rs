@@ -33,10 +33,11 @@ pub struct SimArgs {
     /// Seed for generated fleets and fault injection.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Latency added to every call, ms.
+    /// Response time of every call, ms, counted from the request's arrival (the
+    /// simulator's own work is inside it, not added).
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
-    /// Latency added to auth.login, ms.
+    /// Response time of auth.login, ms, counted the same way.
     #[arg(long, default_value_t = 0)]
     pub login_latency_ms: u64,
     /// API login.

@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod clock;
+pub mod delay;
 pub use crate::evr;
 pub mod faults;
 pub mod fleet;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -54,9 +54,10 @@ pub struct SimOptions {
     pub user: String,
     /// API password.
     pub password: String,
-    /// Latency added to every call except `auth.login`, ms.
+    /// Response time of every call except `auth.login`, ms, from the request's arrival:
+    /// the answer is held until then (exactly, see [`super::delay`]).
     pub latency_ms: u64,
-    /// Latency added to `auth.login`, ms.
+    /// Response time of `auth.login`, ms, counted the same way.
     pub login_latency_ms: u64,
     /// Action lifecycle durations.
     pub timings: Timings,
@@ -473,6 +474,8 @@ fn fault_body(f: &Fault) -> String {
 }
 
 async fn rpc(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
+    // The injected latency counts from here, so decoding the call is part of it.
+    let arrival = Instant::now();
     let stats = &sh.stats;
     let now_in = stats.inflight.fetch_add(1, Ordering::Relaxed) + 1;
     stats.peak.fetch_max(now_in, Ordering::Relaxed);
@@ -506,37 +509,42 @@ async fn rpc(State(sh): State<Arc<Shared>>, body: Bytes) -> Response {
     } else {
         sh.opts.latency_ms
     };
-    if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
-    }
     let injected = {
         let mut rng = sh.rng.lock().unwrap_or_else(|e| e.into_inner());
         sh.opts.faults.pick(rng.random::<f64>())
     };
-    match injected {
+    // The answer is computed at once and held until `latency` after arrival, so the
+    // simulator's own work (decoding, the handler, encoding) is part of the latency
+    // instead of being added to it whenever it fits inside. A stalled call keeps the old
+    // order (wait, stall, then run), so a client that gives up first changed nothing.
+    let deadline = arrival + Duration::from_millis(latency);
+    let body = match injected {
         Some(super::faults::Injected::Fault) => {
-            return xml(fault_body(&handlers::unhandled(
-                "simulated failure (fault injection)",
-            )));
+            fault_body(&handlers::unhandled("simulated failure (fault injection)"))
         }
+        Some(super::faults::Injected::Malformed) => super::faults::MALFORMED.to_string(),
         Some(super::faults::Injected::Stall) => {
+            super::delay::until(deadline).await;
             tokio::time::sleep(Duration::from_millis(sh.opts.faults.stall_ms)).await;
+            answer(&sh, &call)
         }
-        Some(super::faults::Injected::Malformed) => {
-            return xml(super::faults::MALFORMED.to_string());
-        }
-        None => {}
-    }
+        None => answer(&sh, &call),
+    };
+    super::delay::until(deadline).await;
+    xml(body)
+}
+
+/// Run a decoded call against the world and encode the answer (a fault on failure).
+fn answer(sh: &Shared, call: &crate::services::uyuni::xmlrpc::MethodCall) -> String {
     let now = sh.clock.now();
     let result = {
         let mut w = sh.world.lock().unwrap_or_else(|e| e.into_inner());
         handlers::dispatch(&mut w, now, &call.name, &call.params)
     };
-    let body = match result {
+    match result {
         Ok(v) => encode_success(&v).unwrap_or_else(|e| fault_body(&handlers::unhandled(e))),
         Err(f) => fault_body(&f),
-    };
-    xml(body)
+    }
 }
 
 async fn stats(State(sh): State<Arc<Shared>>) -> Response {

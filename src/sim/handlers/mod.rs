@@ -272,7 +272,11 @@ pub fn dispatch(world: &mut World, now: NaiveDateTime, method: &str, params: &[V
 
 /// `YYYY-MM-DD`.
 pub fn iso_date(t: NaiveDateTime) -> String {
-    t.format("%Y-%m-%d").to_string()
+    // Same text as `format("%Y-%m-%d")` for years 0..=9999, without chrono's format
+    // parser: every relevant-errata entry renders three dates.
+    use chrono::Datelike as _;
+    let d = t.date();
+    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
 }
 
 /// Java `Timestamp.toString()`: `2007-06-04 13:58:13.0`.
@@ -343,4 +347,21 @@ pub fn server_struct(s: &System) -> Value {
         st.insert(k, "");
     }
     st.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_date_matches_chrono_format() {
+        for s in [
+            "2026-11-22T04:13:30",
+            "0999-01-05T00:00:00",
+            "2024-02-29T23:59:59",
+        ] {
+            let t: NaiveDateTime = s.parse().expect("test date");
+            assert_eq!(iso_date(t), t.format("%Y-%m-%d").to_string());
+        }
+    }
 }
