@@ -53,6 +53,7 @@ async fn engine_events_recorded_directly_reach_the_webhook() {
                     advisory: Some("USN-9002-1".into()),
                     queue_id: None,
                     test_id: None,
+                    data: serde_json::Value::Null,
                 },
             )
         })

@@ -114,6 +114,11 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
                     let _ = worker.await;
                     Ok(())
                 });
+                let (h, n, token) = (host.clone(), notifier.clone(), service.shutdown.clone());
+                service.spawn(async move {
+                    crate::engine::notify::reload::watch_scripts(h, n, token).await;
+                    Ok(())
+                });
                 Some(notifier)
             }
             Err(e) => {

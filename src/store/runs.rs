@@ -783,7 +783,8 @@ pub fn systems_with_tags(
         .collect())
 }
 
-/// Record an alert for operators (`notifications`; the notifier delivers it).
+/// Record an alert for operators (`notifications`; the notifier routes and delivers it,
+/// rendering the event's templates with `data` when it is an object with fields).
 pub fn insert_notification(
     conn: &Connection,
     event: &str,
@@ -791,11 +792,17 @@ pub fn insert_notification(
     subject: &str,
     body: &str,
     run_id: Option<i64>,
+    data: &serde_json::Value,
 ) -> StoreResult<i64> {
+    let data = if data.is_null() {
+        "{}".to_string()
+    } else {
+        data.to_string()
+    };
     conn.execute(
-        "INSERT INTO notifications (event, severity, subject, body, run_id, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![event, severity, subject, body, run_id, now_ts()],
+        "INSERT INTO notifications (event, severity, subject, body, run_id, created_at, data) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![event, severity, subject, body, run_id, now_ts(), data],
     )?;
     Ok(conn.last_insert_rowid())
 }

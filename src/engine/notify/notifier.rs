@@ -578,9 +578,11 @@ impl Notifier {
     }
 
     /// Give deliveries to notifications other parts of spm recorded directly (the test
-    /// engine's `test_failed` / `pending_approval`, the rollout's alerts), by the same routing
-    /// and severity rules as [`Notifier::raise`] (rows it records itself are routed when
-    /// written); returns how many rows were routed.
+    /// engine's `test_failed` / `pending_approval` / `rollback_performed`, the rollout's
+    /// alerts, the scheduler's `run_missed`), by the same routing and severity rules as
+    /// [`Notifier::raise`] (rows it records itself are routed when written). A row that
+    /// carries event data gets its subject and bodies rendered by the event's templates; when
+    /// they fail the recorder's own text stays. Returns how many rows were routed.
     pub async fn route_direct(&self) -> Result<usize, crate::store::StoreError> {
         let this = self.clone();
         self.inner
@@ -591,13 +593,48 @@ impl Notifier {
                     if let (Some(kind), Some(sev)) =
                         (EventKind::parse(event), Severity::parse(severity))
                     {
+                        let row = db::get(tx, *id)?;
+                        if let Some(r) = this.render_direct(kind, sev, &row) {
+                            db::set_rendered(tx, *id, &r.subject, &r.body, r.html.as_deref())?;
+                        }
                         db::add_deliveries(tx, *id, &this.route(kind, sev))?;
+                    } else {
+                        tracing::warn!(id, event = %event, "notification of an unknown event type: shown on the dashboard, not delivered");
                     }
                     db::mark_routed(tx, *id)?;
                 }
                 Ok(rows.len())
             })
             .await
+    }
+
+    /// The templates rendered over a directly recorded row, when it carries event data.
+    fn render_direct(
+        &self,
+        kind: EventKind,
+        severity: Severity,
+        row: &db::Notification,
+    ) -> Option<Rendered> {
+        if !row.data.as_object().is_some_and(|o| !o.is_empty()) {
+            return None;
+        }
+        let ctx = json!({
+            "event": kind.as_str(),
+            "severity": severity.as_str(),
+            "advisory": row.advisory,
+            "queue_id": row.queue_id,
+            "test_id": row.test_id,
+            "run_id": row.run_id,
+            "data": row.data,
+            "now": ts(Utc::now()),
+        });
+        match self.inner.templates.render(kind.as_str(), &ctx) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(id = row.id, event = %kind, error = %e, "template failed; keeping the recorded text");
+                None
+            }
+        }
     }
 
     /// Spawn [`Notifier::run`] on the runtime.

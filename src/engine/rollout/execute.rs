@@ -1174,6 +1174,16 @@ async fn drive(ex: &mut Exec<'_>, plan: &Plan) -> Result<RunSummary, RunError> {
                         reason.as_deref().map(|r| format!(" {r}.")).unwrap_or_default()
                     ),
                     Some(run_id),
+                    &serde_json::json!({
+                        "policy": policy_id,
+                        "status": final_status,
+                        "error": reason.clone().unwrap_or_else(|| format!("{failed} host(s) failed")),
+                        "hosts_ok": ok,
+                        "hosts_failed": failed,
+                        "failed": failed,
+                        "skipped": skipped,
+                        "cancelled": cancelled,
+                    }),
                 )?;
             }
             audit::append(
