@@ -48,6 +48,8 @@ pub struct ServeOptions {
     pub dev_insecure: bool,
     /// Back the embedded simulator with this many real lab systems (`--lab N`, root only).
     pub lab: Option<u32>,
+    /// Simulate the fleet of this file instead of the built-in one (`--sim-fleet FILE`).
+    pub fleet: Option<PathBuf>,
 }
 
 /// Parts started before the HTTP server, kept alive for the service's lifetime.
@@ -115,6 +117,15 @@ pub async fn start_embedded(config: &mut Config, opts: &ServeOptions) -> anyhow:
         });
     }
     let mut sim_opts = SimOptions::default();
+    if let Some(file) = &opts.fleet {
+        anyhow::ensure!(opts.lab.is_none(), "--sim-fleet and --lab exclude each other");
+        anyhow::ensure!(
+            file.is_file(),
+            "--sim-fleet {}: no such file",
+            file.display()
+        );
+        sim_opts.fleet = crate::sim::FleetSource::File(file.clone());
+    }
     let mut lab = None;
     if let Some(n) = opts.lab {
         let up = crate::lab::Lab::up(n, crate::lab::LabOptions::default())
