@@ -220,17 +220,16 @@ async fn a_failed_test_mails_and_posts_test_failed_and_rollback_performed() {
 
     // The sync at start queues the security erratum; the test fails at the patch phase and
     // the package strategy rolls it back.
-    let failed = wait_for(
-        300,
-        "the test_failed mail",
-        || mail(&sink, &format!("[spm] Test FAILED: {ADVISORY} on {SYSTEM}")),
-    )
+    let failed = wait_for(300, "the test_failed mail", || {
+        mail(&sink, &format!("[spm] Test FAILED: {ADVISORY} on {SYSTEM}"))
+    })
     .await;
-    let rolled = wait_for(
-        60,
-        "the rollback_performed mail",
-        || mail(&sink, &format!("[spm] Rollback on {SYSTEM} after {ADVISORY}")),
-    )
+    let rolled = wait_for(60, "the rollback_performed mail", || {
+        mail(
+            &sink,
+            &format!("[spm] Rollback on {SYSTEM} after {ADVISORY}"),
+        )
+    })
     .await;
 
     // test_failed: both recipients of the event, the template's text and HTML parts.
@@ -261,7 +260,11 @@ async fn a_failed_test_mails_and_posts_test_failed_and_rollback_performed() {
 
     // rollback_performed: the default recipients, strategy, verified outcome, ids.
     let (meta, raw) = &rolled;
-    assert_eq!(meta["rcpt_tos"], serde_json::json!(["ops@e2e.test"]), "{meta}");
+    assert_eq!(
+        meta["rcpt_tos"],
+        serde_json::json!(["ops@e2e.test"]),
+        "{meta}"
+    );
     assert!(
         meta["subject"]
             .as_str()
@@ -301,8 +304,7 @@ async fn a_failed_test_mails_and_posts_test_failed_and_rollback_performed() {
         move || {
             hook.requests().into_iter().find(|r| {
                 r.status == 200
-                    && serde_json::from_slice::<Value>(&r.body)
-                        .is_ok_and(|v| v["event"] == event)
+                    && serde_json::from_slice::<Value>(&r.body).is_ok_and(|v| v["event"] == event)
             })
         }
     };
@@ -345,7 +347,10 @@ async fn a_failed_test_mails_and_posts_test_failed_and_rollback_performed() {
     .await;
     assert_eq!(retried.status, 200);
     assert_eq!(
-        retried.headers.get("x-spm-signature").and_then(|v| v.to_str().ok()),
+        retried
+            .headers
+            .get("x-spm-signature")
+            .and_then(|v| v.to_str().ok()),
         Some(sign(HMAC_KEY.as_bytes(), &retried.body).as_str())
     );
     serve.stop().await;
@@ -414,7 +419,11 @@ async fn a_broken_script_edit_notifies_once_per_error() {
         (rows.len() >= 2).then_some(rows)
     })
     .await;
-    assert_eq!(rows.len(), 2, "one notification per distinct error: {rows:?}");
+    assert_eq!(
+        rows.len(),
+        2,
+        "one notification per distinct error: {rows:?}"
+    );
     assert!(
         rows[1]["data"]["error"]
             .as_str()
@@ -426,9 +435,7 @@ async fn a_broken_script_edit_notifies_once_per_error() {
         let m: Vec<(Value, String)> = sink
             .messages()
             .into_iter()
-            .filter(|(m, _)| {
-                m["subject"] == format!("[spm] Reload error in {rel}").as_str()
-            })
+            .filter(|(m, _)| m["subject"] == format!("[spm] Reload error in {rel}").as_str())
             .collect();
         (m.len() >= 2).then_some(m)
     })

@@ -171,6 +171,19 @@ impl Notifier {
         }
     }
 
+    /// Raise `sync_partial` / `sync_failed` for a finished sync that did not end `ok`
+    /// (nothing for a good one). The periodic sync and the API's on-demand sync use it.
+    pub async fn raise_sync_outcome(&self, report: &crate::engine::sync::SyncReport) {
+        use crate::store::sync_runs::SyncStatus;
+        let kind = match report.status {
+            SyncStatus::Ok | SyncStatus::Running => return,
+            SyncStatus::Partial => EventKind::SyncPartial,
+            _ => EventKind::SyncFailed,
+        };
+        let data = serde_json::to_value(report).unwrap_or_default();
+        self.raise(Event::new(kind, data)).await;
+    }
+
     /// [`Notifier::raise`] on a spawned task, for callers that must not wait at all.
     pub fn raise_detached(&self, event: Event) {
         let this = self.clone();
@@ -615,7 +628,7 @@ impl Notifier {
         severity: Severity,
         row: &db::Notification,
     ) -> Option<Rendered> {
-        if !row.data.as_object().is_some_and(|o| !o.is_empty()) {
+        if row.data.as_object().is_none_or(|o| o.is_empty()) {
             return None;
         }
         let ctx = json!({

@@ -240,7 +240,10 @@ pub async fn run_loop(
         tasks.append(&mut started);
         tasks.retain(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
         let at = format_ts(now);
-        if let Err(e) = store.write(move |tx| scheduler::set_last_tick(tx, &at)).await {
+        if let Err(e) = store
+            .write(move |tx| scheduler::set_last_tick(tx, &at))
+            .await
+        {
             tracing::warn!(error = %e, "cannot record the scheduler's tick");
         }
         prev = now;

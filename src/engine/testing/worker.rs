@@ -304,15 +304,8 @@ impl TestEngine {
                     "os": item.os,
                     "synopsis": advisory.synopsis,
                 });
-                self.decide_failure(
-                    item,
-                    tests,
-                    class,
-                    &reason,
-                    bad.rollback_verified,
-                    details,
-                )
-                .await
+                self.decide_failure(item, tests, class, &reason, bad.rollback_verified, details)
+                    .await
             }
         }
     }
