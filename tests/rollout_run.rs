@@ -621,6 +621,17 @@ fn a_run_left_active_is_recovered_as_interrupted_and_frees_the_policy() {
     assert_eq!(run.status, RunStatus::Interrupted);
     let hosts = store.read_blocking(|c| runs::run_hosts(c, run_id)).unwrap();
     assert_eq!(hosts[0].status, RunHostStatus::Interrupted);
+    // Operators hear of it: one run_failed notification for the interrupted run.
+    assert_eq!(
+        count(
+            &store,
+            &format!(
+                "SELECT count(*) FROM notifications WHERE event = 'run_failed' AND run_id = {run_id} \
+                 AND json_extract(data, '$.status') = 'interrupted'"
+            )
+        ),
+        1
+    );
     // The item went back to approved at recovery, so the new run could use it, and it
     // completed there.
     assert_eq!(queue_status(&store, q), QueueStatus::Completed);

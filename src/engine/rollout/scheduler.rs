@@ -7,7 +7,8 @@
 //!
 //! [`due`] is the pure decision for one policy between two ticks; [`tick`] acts on it
 //! (starts runs as tasks, records missed windows as notifications and audit rows) and
-//! also returns expired snoozes to pending approval; [`run_loop`] ticks until cancelled.
+//! also returns expired snoozes to pending approval and recovers runs whose process
+//! stopped (lease expired) as interrupted; [`run_loop`] ticks until cancelled.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,6 +128,15 @@ pub async fn tick(
     let mut tasks = Vec::new();
     if let Err(e) = approvals::expire_snoozes(store, now) {
         tracing::warn!(error = %e, "expiring snoozes failed");
+    }
+    // A run whose process died (its lease expired) would keep its policy busy for ever:
+    // recover it as interrupted (which notifies run_failed), as `spm run` does at start.
+    match store.write(|tx| runs::recover_interrupted(tx)).await {
+        Ok(ids) if !ids.is_empty() => {
+            tracing::warn!(runs = ?ids, "patch runs left active by a stopped process recovered as interrupted")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "recovering interrupted runs failed"),
     }
     for lp in policies {
         let pid = lp.policy.id.clone();
