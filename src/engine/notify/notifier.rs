@@ -101,6 +101,20 @@ fn ts(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// What every template receives (`scripts/templates/README.md`).
+fn template_ctx(event: &Event, severity: Severity) -> serde_json::Value {
+    json!({
+        "event": event.kind.as_str(),
+        "severity": severity.as_str(),
+        "advisory": event.advisory,
+        "queue_id": event.queue_id,
+        "test_id": event.test_id,
+        "run_id": event.run_id,
+        "data": event.data,
+        "now": ts(Utc::now()),
+    })
+}
+
 fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()
@@ -218,16 +232,7 @@ impl Notifier {
     }
 
     fn render(&self, event: &Event, severity: Severity) -> Rendered {
-        let ctx = json!({
-            "event": event.kind.as_str(),
-            "severity": severity.as_str(),
-            "advisory": event.advisory,
-            "queue_id": event.queue_id,
-            "test_id": event.test_id,
-            "run_id": event.run_id,
-            "data": event.data,
-            "now": ts(Utc::now()),
-        });
+        let ctx = template_ctx(event, severity);
         match self.inner.templates.render(event.kind.as_str(), &ctx) {
             Ok(r) => r,
             Err(e) => {
@@ -631,16 +636,16 @@ impl Notifier {
         if row.data.as_object().is_none_or(|o| o.is_empty()) {
             return None;
         }
-        let ctx = json!({
-            "event": kind.as_str(),
-            "severity": severity.as_str(),
-            "advisory": row.advisory,
-            "queue_id": row.queue_id,
-            "test_id": row.test_id,
-            "run_id": row.run_id,
-            "data": row.data,
-            "now": ts(Utc::now()),
-        });
+        let event = Event {
+            kind,
+            severity: Some(severity),
+            advisory: row.advisory.clone(),
+            queue_id: row.queue_id,
+            test_id: row.test_id,
+            run_id: row.run_id,
+            data: row.data.clone(),
+        };
+        let ctx = template_ctx(&event, severity);
         match self.inner.templates.render(kind.as_str(), &ctx) {
             Ok(r) => Some(r),
             Err(e) => {
