@@ -95,14 +95,15 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
         };
         let mut service =
             Service::start(store.clone(), config, args.dev_insecure, Probes::default()).await?;
-        // Queue additions and risk breakdowns need the scorer even without UYUNI.
-        let scorer = super::sync::scorer(&global)?;
+        let host = app::start_scripts(&store, &global, &mut service).await?;
+        // Queue additions and risk breakdowns need the scorer even without UYUNI; its
+        // optional Lua hook follows the script host's reloads.
+        let scorer = app::scorer(&global, &host)?;
         let four_eyes = global.approvals.four_eyes;
         service.state.update_features(|f| {
             f.scorer = Some(scorer.clone());
             f.approval_rules = crate::engine::approvals::Rules { four_eyes };
         });
-        let host = app::start_scripts(&store, &global, &mut service).await?;
         // The dashboard shows the host's generation, reload errors and sources.
         service.state.scripts.store(Some(host.clone()));
         let notifier = match crate::engine::notify::NotifyConfig::from_global(&global)
@@ -131,11 +132,14 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
                 None
             }
         };
-        if let Some(uyuni) = app::start_sync(&store, &global, notifier, &mut service)? {
+        if let Some(uyuni) = app::start_sync(&store, &global, scorer, notifier, &mut service)? {
             // The dashboard rolls back selected hosts of a run through this client.
             service.state.uyuni.store(Some(uyuni.clone()));
             app::start_tests(&store, &global, host.clone(), uyuni.clone(), &mut service).await?;
-            app::start_scheduler(&store, host, uyuni, &mut service).await?;
+            let ansible = Arc::new(crate::engine::ansible::AnsibleExecutor::from_config(
+                &global,
+            ));
+            app::start_scheduler(&store, host, uyuni, Some(ansible), &mut service).await?;
         }
         println!(
             "spm is serving on http://{} (API under /api/v1; Ctrl-C stops it)",
