@@ -1841,3 +1841,83 @@ async fn patch_run_plans_dry_and_runs_for_real_against_the_simulator() {
     assert_eq!(rb["hosts"].as_array().map(Vec::len), Some(1), "{rb}");
     h.stop().await;
 }
+
+/// A sync started through the API whose UYUNI cannot be reached ends `failed` and raises a
+/// `sync_failed` notification rendered by the shipped template.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_sync_that_fails_raises_sync_failed() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&dir.path().join("spm.db")).expect("open store");
+    // A loopback port nothing listens on.
+    let port = support::free_port();
+    let cfg = UyuniConfig {
+        url: format!("http://127.0.0.1:{port}/rpc/api"),
+        user: "admin".into(),
+        password: Secret::new("admin"),
+        retries: 0,
+        timeout_ms: 2_000,
+        ..UyuniConfig::default()
+    };
+    let client = Arc::new(UyuniClient::new(&cfg).expect("client"));
+    let templates = shipped_templates();
+    let notifier = Notifier::new(
+        store.clone(),
+        NotifyConfig {
+            templates_dir: templates.path().to_path_buf(),
+            ..NotifyConfig::default()
+        },
+    )
+    .expect("notifier");
+    let runner = Arc::new(
+        SyncRunner::new(
+            Arc::new(UyuniSource::new(client)),
+            scorer(),
+            SyncConfig::default(),
+            AutoQueueRule::default(),
+        )
+        .with_notifier(Some(notifier)),
+    );
+    let h = start_with(
+        dir,
+        store,
+        Features {
+            sync: Some(runner),
+            scorer: Some(scorer()),
+            ..Features::default()
+        },
+        0,
+    )
+    .await;
+    let (s, run) = h
+        .call(Method::POST, "/api/v1/sync", &h.operator, None)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{run}");
+    let run = finished_run(&h, run["id"].as_i64().expect("id")).await;
+    assert_eq!(run["status"], json!("failed"), "{run}");
+    let store = h.store.clone();
+    let row = wait_for(30, "the sync_failed notification", || {
+        store
+            .read_blocking(|c| {
+                spm::store::notifications::list(
+                    c,
+                    &spm::store::notifications::ListFilter {
+                        event: Some("sync_failed".into()),
+                        ..Default::default()
+                    },
+                )
+            })
+            .ok()?
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(row.severity, "critical");
+    assert_eq!(row.subject, "[spm] Errata sync FAILED");
+    assert!(
+        row.data["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{:?}",
+        row.data
+    );
+    assert!(row.body.contains("Error: "), "{}", row.body);
+}

@@ -377,6 +377,32 @@ async fn phases_rollbacks_and_validation_against_the_simulator_and_prometheus() 
         ("package", "verified")
     );
     assert_eq!(lab.item(q).status, QueueStatus::Failed);
+    // The rollback, then the failure, each notified with the details the templates use.
+    let events = lab
+        .store
+        .read_blocking(|c| test_runs::notification_events(c, q))
+        .expect("notifications");
+    assert_eq!(events, vec!["rollback_performed", "test_failed"]);
+    let rows = lab
+        .store
+        .read_blocking(|c| {
+            spm::store::notifications::list(c, &spm::store::notifications::ListFilter::default())
+        })
+        .expect("notification rows");
+    let rb = rows
+        .iter()
+        .find(|n| n.queue_id == Some(q) && n.event == "rollback_performed")
+        .expect("rollback_performed row");
+    assert_eq!(rb.test_id, Some(t.id));
+    assert_eq!(rb.data["strategy"], "package");
+    assert_eq!(rb.data["status"], "verified");
+    assert_eq!(rb.data["system"], sys);
+    let tf = rows
+        .iter()
+        .find(|n| n.queue_id == Some(q) && n.event == "test_failed")
+        .expect("test_failed row");
+    assert_eq!(tf.data["phase"], "services");
+    assert_eq!(tf.data["class"], "regression");
 
     // 4. A patch whose apply fails is rolled back with the versions captured before.
     let curl_before = lab.installed(sys, "curl");

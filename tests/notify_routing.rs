@@ -53,6 +53,7 @@ async fn engine_events_recorded_directly_reach_the_webhook() {
                     advisory: Some("USN-9002-1".into()),
                     queue_id: None,
                     test_id: None,
+                    data: serde_json::Value::Null,
                 },
             )
         })
@@ -75,4 +76,59 @@ async fn engine_events_recorded_directly_reach_the_webhook() {
     );
     stop.cancel();
     let _ = worker.await;
+    // Without event data the engine's own text stays.
+    let row = store.read_blocking(|c| db::get(c, id)).expect("row");
+    assert_eq!(row.subject, "USN-9002-1 failed on test-ubuntu-01");
+}
+
+/// A row with event data is rendered by the event's templates when routed; one whose data
+/// the template cannot render (no `system`) keeps the recorder's text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_rows_with_data_are_rendered_by_the_templates() {
+    let tpl = shipped_templates();
+    let store = Store::open_in_memory().expect("store");
+    let notifier = Notifier::new(
+        store.clone(),
+        NotifyConfig {
+            templates_dir: tpl.path().to_path_buf(),
+            ..NotifyConfig::default()
+        },
+    )
+    .expect("notifier");
+    let row = |data: serde_json::Value| NewNotification {
+        event: "rollback_performed".into(),
+        severity: "warning".into(),
+        subject: "engine subject".into(),
+        body: "engine body".into(),
+        advisory: Some("USN-9002-1".into()),
+        queue_id: Some(4),
+        test_id: Some(9),
+        data,
+    };
+    let (good, bad) = store
+        .write_blocking(|tx| {
+            let good = notify(
+                tx,
+                &row(serde_json::json!({
+                    "system": "test-ubuntu-01", "strategy": "package",
+                    "reason": "services failed", "status": "verified",
+                })),
+            )?;
+            let bad = notify(tx, &row(serde_json::json!({ "strategy": "package" })))?;
+            Ok((good, bad))
+        })
+        .expect("engine rows");
+    assert_eq!(notifier.route_direct().await.expect("route"), 2);
+    let good = store.read_blocking(|c| db::get(c, good)).expect("row");
+    assert_eq!(
+        good.subject,
+        "[spm] Rollback on test-ubuntu-01 after USN-9002-1: verified"
+    );
+    assert!(good.body.contains("Strategy : package"), "{}", good.body);
+    assert!(good.body.contains("Test ID  : 9"), "{}", good.body);
+    let bad = store.read_blocking(|c| db::get(c, bad)).expect("row");
+    assert_eq!(
+        (bad.subject.as_str(), bad.body.as_str()),
+        ("engine subject", "engine body")
+    );
 }

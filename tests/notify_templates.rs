@@ -23,6 +23,9 @@ fn sample(kind: EventKind) -> serde_json::Value {
         EventKind::BudgetTripped => {
             json!({"policy": "p", "wave": 2, "failed": 3, "budget": 1, "hosts": [{"name": "h1", "error": "x"}]})
         }
+        EventKind::RunMissed => {
+            json!({"policy": "p", "scheduled_at": "2026-11-22T02:00:00.000Z", "reason": "spm was down"})
+        }
         EventKind::RollbackPerformed => {
             json!({"system": "h1", "strategy": "snapshot", "reason": "r", "status": "verified"})
         }

@@ -15,7 +15,7 @@ use spm::services::uyuni::{Secret, UyuniClient, UyuniConfig};
 use spm::sim::clock::Timings;
 use spm::sim::{FleetSource, SimOptions, SimServer};
 use spm::store::queue::{self, NewQueueItem, TransitionExtra};
-use spm::store::{Store, runs};
+use spm::store::{Store, notifications, runs};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -621,6 +621,17 @@ fn a_run_left_active_is_recovered_as_interrupted_and_frees_the_policy() {
     assert_eq!(run.status, RunStatus::Interrupted);
     let hosts = store.read_blocking(|c| runs::run_hosts(c, run_id)).unwrap();
     assert_eq!(hosts[0].status, RunHostStatus::Interrupted);
+    // Operators hear of it: one run_failed notification for the interrupted run.
+    assert_eq!(
+        count(
+            &store,
+            &format!(
+                "SELECT count(*) FROM notifications WHERE event = 'run_failed' AND run_id = {run_id} \
+                 AND json_extract(data, '$.status') = 'interrupted'"
+            )
+        ),
+        1
+    );
     // The item went back to approved at recovery, so the new run could use it, and it
     // completed there.
     assert_eq!(queue_status(&store, q), QueueStatus::Completed);
@@ -758,6 +769,40 @@ async fn failed_hosts_roll_back_automatically_and_chosen_hosts_on_request() {
         ),
         2
     );
+    // Each rollback that happened (the automatic one, the operator's) raised one
+    // rollback_performed notification; the refused ones none.
+    let rows = store
+        .read(|c| {
+            notifications::list(
+                c,
+                &notifications::ListFilter {
+                    event: Some("rollback_performed".into()),
+                    ..Default::default()
+                },
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let manual = rows
+        .iter()
+        .find(|n| n.data["actor"] == "cli:operator")
+        .expect("the operator's rollback");
+    assert_eq!(manual.run_id, Some(run_id));
+    assert_eq!(manual.severity, "warning");
+    assert_eq!(manual.data["system"], "prod-web-01");
+    assert_eq!(manual.data["status"], "verified");
+    assert_eq!(manual.data["strategy"], "package");
+    assert_eq!(manual.data["reason"], "nginx misbehaves since the update");
+    let auto = rows
+        .iter()
+        .find(|n| n.data["actor"] != "cli:operator")
+        .expect("the automatic rollback");
+    assert_eq!(
+        auto.data["hosts"].as_array().map(Vec::len),
+        Some(2),
+        "{auto:?}"
+    );
     sim.shutdown().await;
 }
 
@@ -833,6 +878,69 @@ async fn scheduler_runs_due_policies_once_and_reports_missed_windows() {
             "SELECT count(*) FROM notifications WHERE event = 'run_missed'"
         ),
         1
+    );
+    // The same slot seen again (an overlapping window) is not reported twice.
+    let (ev, _) = scheduler::tick(
+        client.clone(),
+        &store,
+        &policies,
+        t("2026-11-23T00:30:00Z"),
+        t("2026-11-23T05:30:00Z"),
+        grace,
+    )
+    .await;
+    assert_eq!(ev[0].what, "missed_again", "{ev:?}");
+    assert_eq!(
+        count(
+            &store,
+            "SELECT count(*) FROM notifications WHERE event = 'run_missed'"
+        ),
+        1
+    );
+    // The notifier routes the scheduler's row and renders the run_missed templates over it.
+    let notifier = spm::engine::notify::Notifier::new(
+        store.clone(),
+        spm::engine::notify::NotifyConfig {
+            templates_dir: root().join("scripts/templates"),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(notifier.route_direct().await.unwrap() >= 1);
+    let missed = store
+        .read(|c| {
+            notifications::list(
+                c,
+                &notifications::ListFilter {
+                    event: Some("run_missed".into()),
+                    ..Default::default()
+                },
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        missed[0].subject,
+        "[spm] Scheduled run of web-zero-budget missed (2026-11-23T02:00:00.000Z)"
+    );
+    assert!(
+        missed[0].body.contains("It is not run late"),
+        "{}",
+        missed[0].body
+    );
+    // After a restart the scheduler resumes from its last recorded tick.
+    store
+        .write(|tx| spm::store::scheduler::set_last_tick(tx, "2026-11-23T01:00:00.000Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        scheduler::resume_from(&store, t("2026-11-23T05:00:00Z")),
+        t("2026-11-23T01:00:00Z")
+    );
+    // A recorded tick in the future (the clock went back) is not trusted.
+    assert_eq!(
+        scheduler::resume_from(&store, t("2026-11-22T05:00:00Z")),
+        t("2026-11-22T05:00:00Z")
     );
     assert_eq!(count(&store, "SELECT count(*) FROM patch_runs"), 1);
     // A run of the policy still active: the next occurrence is reported busy.

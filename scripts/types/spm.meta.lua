@@ -255,9 +255,9 @@ function spm.ansible.run_playbook(path, opts) end
 ---@class spm.notify
 spm.notify = {}
 
---- Send a notification. (async: waits without blocking spm)
----@param message {channel?: string, to?: string|string[], subject: string, body: string}
----@return table
+--- Send a `custom` notification: a dashboard row, rendered by scripts/templates/custom.*.j2 and routed like `[notify.routes.custom]` unless `channel` / `to` narrow it. (async: waits without blocking spm)
+---@param message {subject: string, body?: string, severity?: "info"|"warning"|"critical", channel?: "email"|"webhook"|"dashboard", to?: string|string[], advisory?: string, queue_id?: integer, test_id?: integer, run_id?: integer, data?: table}
+---@return {id: integer, deliveries: integer}
 function spm.notify.send(message) end
 
 --- Data a test phase keeps even when it fails (merged into ctx.state[<phase>]).

@@ -7,6 +7,10 @@
 //!   ([`Notifier::deliver_due`]) to an in-process HTTP receiver on loopback that answers
 //!   200 at once, so the figure is spm's own overhead per delivery (claim, sign, POST,
 //!   record).
+//! - `route_direct`: rows recorded directly by the engines (as the test engine records
+//!   `test_failed`, with event data), then routed by worker passes
+//!   ([`Notifier::route_direct`]): each row rendered by the templates, given its webhook
+//!   delivery and marked routed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -185,6 +189,56 @@ pub async fn run(p: BenchParams) -> anyhow::Result<serde_json::Value> {
         .await?;
     let unread = store.read(db::unread_count).await?;
 
+    // route_direct: engine rows (the same store and webhook config), rendered and routed.
+    let first_direct = store
+        .write(move |tx| {
+            let mut first = None;
+            for i in 0..p.events {
+                let e = event(i);
+                let id = crate::store::test_runs::notify(
+                    tx,
+                    &crate::store::test_runs::NewNotification {
+                        event: e.kind.as_str().into(),
+                        severity: "warning".into(),
+                        subject: format!("engine subject {i}"),
+                        body: "engine body".into(),
+                        advisory: e.advisory.clone(),
+                        queue_id: e.queue_id,
+                        test_id: e.test_id,
+                        data: e.data.clone(),
+                    },
+                )?;
+                first.get_or_insert(id);
+            }
+            Ok(first)
+        })
+        .await?;
+    let t = Instant::now();
+    let mut routed = 0usize;
+    let mut route_passes = 0usize;
+    loop {
+        let n = n.route_direct().await?;
+        if n == 0 {
+            break;
+        }
+        routed += n;
+        route_passes += 1;
+    }
+    let route = t.elapsed();
+    anyhow::ensure!(
+        routed == p.events,
+        "routed {routed} engine rows, expected {}",
+        p.events
+    );
+    if let Some(id) = first_direct {
+        let row = store.read(move |c| db::get(c, id)).await?;
+        anyhow::ensure!(
+            row.subject.starts_with("[spm] Test FAILED"),
+            "engine row not rendered by the templates: {:?}",
+            row.subject
+        );
+    }
+
     Ok(json!({
         "bench": "notify",
         "raise": {
@@ -201,6 +255,13 @@ pub async fn run(p: BenchParams) -> anyhow::Result<serde_json::Value> {
             "seconds": (deliver.as_secs_f64() * 1000.0).round() / 1000.0,
             "per_second": rate(p.deliveries, deliver),
             "mean_us": micros(p.deliveries, deliver),
+        },
+        "route_direct": {
+            "rows": routed,
+            "worker_passes": route_passes,
+            "seconds": (route.as_secs_f64() * 1000.0).round() / 1000.0,
+            "per_second": rate(routed, route),
+            "mean_us": micros(routed, route),
         },
     }))
 }

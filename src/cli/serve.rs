@@ -34,6 +34,10 @@ pub struct ServeArgs {
     /// lab`), torn down when the service stops.
     #[arg(long, requires = "sim", value_name = "N")]
     lab: Option<u32>,
+    /// With `--sim`: simulate the fleet of this fleet file (TOML or JSON, the format of `spm
+    /// sim --fleet`) instead of the built-in one.
+    #[arg(long, requires = "sim", conflicts_with = "lab", value_name = "FILE")]
+    sim_fleet: Option<std::path::PathBuf>,
 }
 
 /// Run `spm serve` until SIGINT or SIGTERM.
@@ -63,6 +67,7 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
             sim: args.sim,
             dev_insecure: args.dev_insecure,
             lab: args.lab,
+            fleet: args.sim_fleet.clone(),
         };
         let embedded = app::start_embedded(&mut global, &opts).await?;
         let store = Store::open(&global.database.path).context("opening the database")?;
@@ -113,6 +118,11 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
                 let worker = notifier.spawn_worker(service.shutdown.clone());
                 service.spawn(async move {
                     let _ = worker.await;
+                    Ok(())
+                });
+                let (h, n, token) = (host.clone(), notifier.clone(), service.shutdown.clone());
+                service.spawn(async move {
+                    crate::engine::notify::reload::watch_scripts(h, n, token).await;
                     Ok(())
                 });
                 Some(notifier)

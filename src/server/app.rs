@@ -37,7 +37,6 @@ use crate::services::prom::{PromClient, PromConfig};
 use crate::services::uyuni::UyuniClient;
 use crate::sim::server::{SimHandle, SimOptions, SimServer};
 use crate::store::Store;
-use crate::store::sync_runs::SyncStatus;
 
 /// What `spm serve` was asked to run.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +47,8 @@ pub struct ServeOptions {
     pub dev_insecure: bool,
     /// Back the embedded simulator with this many real lab systems (`--lab N`, root only).
     pub lab: Option<u32>,
+    /// Simulate the fleet of this file instead of the built-in one (`--sim-fleet FILE`).
+    pub fleet: Option<PathBuf>,
 }
 
 /// Parts started before the HTTP server, kept alive for the service's lifetime.
@@ -115,6 +116,18 @@ pub async fn start_embedded(config: &mut Config, opts: &ServeOptions) -> anyhow:
         });
     }
     let mut sim_opts = SimOptions::default();
+    if let Some(file) = &opts.fleet {
+        anyhow::ensure!(
+            opts.lab.is_none(),
+            "--sim-fleet and --lab exclude each other"
+        );
+        anyhow::ensure!(
+            file.is_file(),
+            "--sim-fleet {}: no such file",
+            file.display()
+        );
+        sim_opts.fleet = crate::sim::FleetSource::File(file.clone());
+    }
     let mut lab = None;
     if let Some(n) = opts.lab {
         let up = crate::lab::Lab::up(n, crate::lab::LabOptions::default())
@@ -335,12 +348,15 @@ pub fn start_sync(
     let source = Arc::new(UyuniSource::new(client.clone()));
     // The API starts syncs on demand with the same source and settings; the run lock in
     // the database keeps them from overlapping with the periodic one.
-    let runner = Arc::new(crate::server::endpoints::sync::SyncRunner::new(
-        source.clone(),
-        scorer.clone(),
-        sync_config.clone(),
-        rule.clone(),
-    ));
+    let runner = Arc::new(
+        crate::server::endpoints::sync::SyncRunner::new(
+            source.clone(),
+            scorer.clone(),
+            sync_config.clone(),
+            rule.clone(),
+        )
+        .with_notifier(notifier.clone()),
+    );
     service.state.update_features(|f| {
         f.scorer = Some(scorer.clone());
         f.sync = Some(runner.clone());
@@ -354,7 +370,7 @@ pub fn start_sync(
                 Ok(report) => {
                     tracing::info!(status = ?report.status, "errata sync finished");
                     if let Some(n) = &notifier {
-                        raise_sync_outcome(n, &report).await;
+                        n.raise_sync_outcome(&report).await;
                     }
                     let (store, scorer, rule) = (store.clone(), scorer.clone(), rule.clone());
                     match tokio::task::spawn_blocking(move || auto_queue(&store, &scorer, &rule))
@@ -384,17 +400,6 @@ pub fn start_sync(
         Ok(())
     });
     Ok(Some(client))
-}
-
-/// Raise `sync_partial` / `sync_failed` for a finished sync that did not end `ok`.
-async fn raise_sync_outcome(notifier: &Notifier, report: &crate::engine::sync::SyncReport) {
-    let kind = match report.status {
-        SyncStatus::Ok | SyncStatus::Running => return,
-        SyncStatus::Partial => EventKind::SyncPartial,
-        _ => EventKind::SyncFailed,
-    };
-    let data = serde_json::to_value(report).unwrap_or_default();
-    notifier.raise(Event::new(kind, data)).await;
 }
 
 /// Recover tests a crash left running, then run the test workers until shutdown.

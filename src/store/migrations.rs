@@ -47,6 +47,10 @@ pub const FILES: &[(&str, &str)] = &[
         "0008_notification_routed.sql",
         include_str!("../../migrations/0008_notification_routed.sql"),
     ),
+    (
+        "0009_scheduler_slots.sql",
+        include_str!("../../migrations/0009_scheduler_slots.sql"),
+    ),
 ];
 
 /// The migration set as rusqlite_migration sees it.

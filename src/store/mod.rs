@@ -18,6 +18,7 @@ pub mod queue;
 pub mod queue_view;
 pub mod reports;
 pub mod runs;
+pub mod scheduler;
 pub mod script_kv;
 pub mod script_versions;
 pub mod stats;

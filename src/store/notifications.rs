@@ -586,6 +586,21 @@ pub fn unrouted(conn: &Connection, limit: i64) -> StoreResult<Vec<(i64, String, 
     Ok(rows)
 }
 
+/// Replace the subject and bodies of a notification with the ones its templates rendered.
+pub fn set_rendered(
+    tx: &Transaction<'_>,
+    id: i64,
+    subject: &str,
+    body: &str,
+    body_html: Option<&str>,
+) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE notifications SET subject = ?2, body = ?3, body_html = ?4 WHERE id = ?1",
+        params![id, subject, body, body_html],
+    )?;
+    Ok(())
+}
+
 /// Mark a notification routed.
 pub fn mark_routed(tx: &Transaction<'_>, id: i64) -> StoreResult<()> {
     tx.execute("UPDATE notifications SET routed = 1 WHERE id = ?1", [id])?;

@@ -564,19 +564,34 @@ pub fn host_counts(conn: &Connection, run_id: i64) -> StoreResult<BTreeMap<Strin
 }
 
 /// Crash recovery: every run left active whose lease expired (or that has none) becomes
-/// `interrupted`, and so do its hosts that were pending or mid-work. Returns the run ids.
+/// `interrupted`, and so do its hosts that were pending or mid-work; each raises a
+/// `run_failed` notification. Returns the run ids.
 pub fn recover_interrupted(conn: &Connection) -> StoreResult<Vec<i64>> {
     let now = now_ts();
     let mut stmt = conn.prepare(
-        "SELECT id, status FROM patch_runs WHERE status IN \
+        "SELECT id, status, policy_id FROM patch_runs WHERE status IN \
          ('planning','validating','snapshotting','executing','verifying','reporting','cancelling') \
          AND (lease_until IS NULL OR lease_until < ?1) ORDER BY id",
     )?;
-    let stale: Vec<(i64, RunStatus)> = stmt
-        .query_map([&now], |r| Ok((r.get(0)?, status_col(r, 1)?)))?
+    let stale: Vec<(i64, RunStatus, String)> = stmt
+        .query_map([&now], |r| Ok((r.get(0)?, status_col(r, 1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut ids = Vec::new();
-    for (id, status) in stale {
+    for (id, status, policy_id) in stale {
+        let error = format!(
+            "the process running it stopped while it was {status}; recovered as interrupted"
+        );
+        insert_notification(
+            conn,
+            "run_failed",
+            "critical",
+            &format!("patch run {id} ({policy_id}) was interrupted"),
+            &format!(
+                "Patch run {id} of policy {policy_id}: {error}. Hosts that were pending or mid-work are marked interrupted; check them before running the policy again."
+            ),
+            Some(id),
+            &serde_json::json!({ "policy": policy_id, "status": "interrupted", "error": error }),
+        )?;
         transition_run(
             conn,
             id,
@@ -783,7 +798,8 @@ pub fn systems_with_tags(
         .collect())
 }
 
-/// Record an alert for operators (`notifications`; the notifier delivers it).
+/// Record an alert for operators (`notifications`; the notifier routes and delivers it,
+/// rendering the event's templates with `data` when it is an object with fields).
 pub fn insert_notification(
     conn: &Connection,
     event: &str,
@@ -791,11 +807,17 @@ pub fn insert_notification(
     subject: &str,
     body: &str,
     run_id: Option<i64>,
+    data: &serde_json::Value,
 ) -> StoreResult<i64> {
+    let data = if data.is_null() {
+        "{}".to_string()
+    } else {
+        data.to_string()
+    };
     conn.execute(
-        "INSERT INTO notifications (event, severity, subject, body, run_id, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![event, severity, subject, body, run_id, now_ts()],
+        "INSERT INTO notifications (event, severity, subject, body, run_id, created_at, data) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![event, severity, subject, body, run_id, now_ts(), data],
     )?;
     Ok(conn.last_insert_rowid())
 }

@@ -540,15 +540,24 @@ pub struct NewNotification {
     pub queue_id: Option<i64>,
     /// Test.
     pub test_id: Option<i64>,
+    /// The event's details for the notification templates and webhooks (an object; `Null`
+    /// stores `{}` and the subject and body above are used as they are).
+    pub data: serde_json::Value,
 }
 
-/// Insert a notification.
+/// Insert a notification. The notifier routes it and, when `data` is an object with fields,
+/// renders the event's templates over the subject and body given here.
 pub fn notify(conn: &Connection, n: &NewNotification) -> StoreResult<i64> {
+    let data = if n.data.is_null() {
+        "{}".to_string()
+    } else {
+        n.data.to_string()
+    };
     conn.execute(
-        "INSERT INTO notifications (event, severity, subject, body, advisory, queue_id, test_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO notifications (event, severity, subject, body, advisory, queue_id, test_id, data) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
-            n.event, n.severity, n.subject, n.body, n.advisory, n.queue_id, n.test_id
+            n.event, n.severity, n.subject, n.body, n.advisory, n.queue_id, n.test_id, data
         ],
     )?;
     Ok(conn.last_insert_rowid())

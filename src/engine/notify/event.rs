@@ -14,6 +14,9 @@ pub enum EventKind {
     RunFailed,
     /// A patch run stopped because a wave exceeded its error budget.
     BudgetTripped,
+    /// A scheduled (cron) policy run did not start at its time (spm was down, the previous
+    /// run was still active, or the run could not be planned); raised once per missed slot.
+    RunMissed,
     /// A rollback was performed (test or production).
     RollbackPerformed,
     /// An errata sync failed.
@@ -32,11 +35,12 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, in a stable order.
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::TestFailed,
         EventKind::PendingApproval,
         EventKind::RunFailed,
         EventKind::BudgetTripped,
+        EventKind::RunMissed,
         EventKind::RollbackPerformed,
         EventKind::SyncFailed,
         EventKind::SyncPartial,
@@ -53,6 +57,7 @@ impl EventKind {
             EventKind::PendingApproval => "pending_approval",
             EventKind::RunFailed => "run_failed",
             EventKind::BudgetTripped => "budget_tripped",
+            EventKind::RunMissed => "run_missed",
             EventKind::RollbackPerformed => "rollback_performed",
             EventKind::SyncFailed => "sync_failed",
             EventKind::SyncPartial => "sync_partial",
@@ -76,6 +81,7 @@ impl EventKind {
             }
             EventKind::TestFailed
             | EventKind::RollbackPerformed
+            | EventKind::RunMissed
             | EventKind::SyncPartial
             | EventKind::ScriptReloadError => Severity::Warning,
             EventKind::PendingApproval

@@ -9,11 +9,13 @@
 //!   left pending by a crash or restart are picked up again when the worker starts.
 //! - [`Notifier::send_test`] sends a test message to every configured channel at once.
 //! - [`script`]: `spm.notify.send{…}` for Lua scripts.
+//! - [`reload`]: `script_reload_error` when a hot reload of the Lua scripts fails.
 
 pub mod config;
 pub mod digest;
 pub mod event;
 pub mod notifier;
+pub mod reload;
 pub mod script;
 pub mod templates;
 

@@ -101,6 +101,20 @@ fn ts(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// What every template receives (`scripts/templates/README.md`).
+fn template_ctx(event: &Event, severity: Severity) -> serde_json::Value {
+    json!({
+        "event": event.kind.as_str(),
+        "severity": severity.as_str(),
+        "advisory": event.advisory,
+        "queue_id": event.queue_id,
+        "test_id": event.test_id,
+        "run_id": event.run_id,
+        "data": event.data,
+        "now": ts(Utc::now()),
+    })
+}
+
 fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()
@@ -171,6 +185,19 @@ impl Notifier {
         }
     }
 
+    /// Raise `sync_partial` / `sync_failed` for a finished sync that did not end `ok`
+    /// (nothing for a good one). The periodic sync and the API's on-demand sync use it.
+    pub async fn raise_sync_outcome(&self, report: &crate::engine::sync::SyncReport) {
+        use crate::store::sync_runs::SyncStatus;
+        let kind = match report.status {
+            SyncStatus::Ok | SyncStatus::Running => return,
+            SyncStatus::Partial => EventKind::SyncPartial,
+            _ => EventKind::SyncFailed,
+        };
+        let data = serde_json::to_value(report).unwrap_or_default();
+        self.raise(Event::new(kind, data)).await;
+    }
+
     /// [`Notifier::raise`] on a spawned task, for callers that must not wait at all.
     pub fn raise_detached(&self, event: Event) {
         let this = self.clone();
@@ -205,16 +232,7 @@ impl Notifier {
     }
 
     fn render(&self, event: &Event, severity: Severity) -> Rendered {
-        let ctx = json!({
-            "event": event.kind.as_str(),
-            "severity": severity.as_str(),
-            "advisory": event.advisory,
-            "queue_id": event.queue_id,
-            "test_id": event.test_id,
-            "run_id": event.run_id,
-            "data": event.data,
-            "now": ts(Utc::now()),
-        });
+        let ctx = template_ctx(event, severity);
         match self.inner.templates.render(event.kind.as_str(), &ctx) {
             Ok(r) => r,
             Err(e) => {
@@ -578,9 +596,11 @@ impl Notifier {
     }
 
     /// Give deliveries to notifications other parts of spm recorded directly (the test
-    /// engine's `test_failed` / `pending_approval`, the rollout's alerts), by the same routing
-    /// and severity rules as [`Notifier::raise`] (rows it records itself are routed when
-    /// written); returns how many rows were routed.
+    /// engine's `test_failed` / `pending_approval` / `rollback_performed`, the rollout's
+    /// alerts, the scheduler's `run_missed`), by the same routing and severity rules as
+    /// [`Notifier::raise`] (rows it records itself are routed when written). A row that
+    /// carries event data gets its subject and bodies rendered by the event's templates; when
+    /// they fail the recorder's own text stays. Returns how many rows were routed.
     pub async fn route_direct(&self) -> Result<usize, crate::store::StoreError> {
         let this = self.clone();
         self.inner
@@ -591,13 +611,48 @@ impl Notifier {
                     if let (Some(kind), Some(sev)) =
                         (EventKind::parse(event), Severity::parse(severity))
                     {
+                        let row = db::get(tx, *id)?;
+                        if let Some(r) = this.render_direct(kind, sev, &row) {
+                            db::set_rendered(tx, *id, &r.subject, &r.body, r.html.as_deref())?;
+                        }
                         db::add_deliveries(tx, *id, &this.route(kind, sev))?;
+                    } else {
+                        tracing::warn!(id, event = %event, "notification of an unknown event type: shown on the dashboard, not delivered");
                     }
                     db::mark_routed(tx, *id)?;
                 }
                 Ok(rows.len())
             })
             .await
+    }
+
+    /// The templates rendered over a directly recorded row, when it carries event data.
+    fn render_direct(
+        &self,
+        kind: EventKind,
+        severity: Severity,
+        row: &db::Notification,
+    ) -> Option<Rendered> {
+        if row.data.as_object().is_none_or(|o| o.is_empty()) {
+            return None;
+        }
+        let event = Event {
+            kind,
+            severity: Some(severity),
+            advisory: row.advisory.clone(),
+            queue_id: row.queue_id,
+            test_id: row.test_id,
+            run_id: row.run_id,
+            data: row.data.clone(),
+        };
+        let ctx = template_ctx(&event, severity);
+        match self.inner.templates.render(kind.as_str(), &ctx) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(id = row.id, event = %kind, error = %e, "template failed; keeping the recorded text");
+                None
+            }
+        }
     }
 
     /// Spawn [`Notifier::run`] on the runtime.

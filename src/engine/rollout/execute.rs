@@ -968,6 +968,8 @@ pub async fn execute(
             }
             // Leave the run in a visible terminal state with the error.
             let (id, from, msg) = (ex.run_id, ex.status, e.to_string());
+            let policy_id = ex.policy.policy.id.clone();
+            let (ok, failed) = (ex.ok, ex.failed);
             let to = if from == R::Cancelling {
                 R::Cancelled
             } else {
@@ -975,13 +977,33 @@ pub async fn execute(
             };
             let _ = store
                 .write(move |tx| {
+                    if to == R::Failed {
+                        // ALERT: the run could not finish.
+                        runs::insert_notification(
+                            tx,
+                            "run_failed",
+                            "critical",
+                            &format!("patch run {id} ({policy_id}) failed"),
+                            &format!(
+                                "Patch run {id} of policy {policy_id} failed: {msg}. {ok} host(s) ok, {failed} failed before it stopped."
+                            ),
+                            Some(id),
+                            &serde_json::json!({
+                                "policy": policy_id,
+                                "status": "failed",
+                                "error": msg,
+                                "hosts_ok": ok,
+                                "hosts_failed": failed,
+                            }),
+                        )?;
+                    }
                     runs::transition_run(
                         tx,
                         id,
                         from,
                         to,
                         &RunUpdate {
-                            error: Some(msg),
+                            error: Some(msg.clone()),
                             ..RunUpdate::default()
                         },
                     )?;
@@ -1205,6 +1227,16 @@ async fn drive(ex: &mut Exec<'_>, plan: &Plan) -> Result<RunSummary, RunError> {
                         reason.as_deref().map(|r| format!(" {r}.")).unwrap_or_default()
                     ),
                     Some(run_id),
+                    &serde_json::json!({
+                        "policy": policy_id,
+                        "status": final_status,
+                        "error": reason.clone().unwrap_or_else(|| format!("{failed} host(s) failed")),
+                        "hosts_ok": ok,
+                        "hosts_failed": failed,
+                        "failed": failed,
+                        "skipped": skipped,
+                        "cancelled": cancelled,
+                    }),
                 )?;
             }
             audit::append(

@@ -331,7 +331,85 @@ pub async fn rollback(
             error: err,
         });
     }
+    let note = notification(run_id, &outcomes, actor, reason);
+    // The rollback happened; a failure to record its notification is logged, not returned.
+    if let Err(e) = store
+        .write(move |tx| {
+            let (event, severity, subject, body, data) = &note;
+            runs::insert_notification(tx, event, severity, subject, body, Some(run_id), data)
+        })
+        .await
+    {
+        tracing::error!(run_id, error = %e, "cannot record the rollback_performed notification");
+    }
     Ok(outcomes)
+}
+
+/// The `rollback_performed` notification of one rollback of a run's hosts: (event,
+/// severity, subject, body, data); rendered by `scripts/templates/rollback_performed.*`.
+fn notification(
+    run_id: i64,
+    outcomes: &[RollbackOutcome],
+    actor: &str,
+    reason: &str,
+) -> (String, String, String, String, serde_json::Value) {
+    let failed: Vec<&RollbackOutcome> = outcomes
+        .iter()
+        .filter(|o| o.status != H::RolledBack)
+        .collect();
+    let names: Vec<&str> = outcomes.iter().map(|o| o.name.as_str()).collect();
+    let status = match (failed.len(), outcomes.len()) {
+        (0, _) => "verified",
+        (f, n) if f == n => "failed",
+        _ => "partially failed",
+    };
+    let severity = if failed.is_empty() {
+        "warning"
+    } else {
+        "critical"
+    };
+    let subject = format!(
+        "patch run {run_id}: rollback of {} host(s) {status}",
+        outcomes.len()
+    );
+    let mut body = format!(
+        "{actor} rolled back {} host(s) of patch run {run_id} by package (reason: {reason}): {status}.",
+        outcomes.len()
+    );
+    for o in outcomes {
+        body.push_str(&format!(
+            "\n  - {}: {}{}",
+            o.name,
+            o.status,
+            o.error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ));
+    }
+    let data = serde_json::json!({
+        "scope": "rollout",
+        "system": names.join(", "),
+        "hosts": outcomes.iter().map(|o| serde_json::json!({
+            "name": o.name, "status": o.status.to_string(), "error": o.error,
+        })).collect::<Vec<_>>(),
+        "strategy": "package",
+        "reason": reason,
+        "actor": actor,
+        "status": status,
+        "outcome": if failed.is_empty() {
+            "the versions before the run are back on every selected host".to_string()
+        } else {
+            format!("{} host(s) could not be rolled back", failed.len())
+        },
+    });
+    (
+        "rollback_performed".into(),
+        severity.into(),
+        subject,
+        body,
+        data,
+    )
 }
 
 #[cfg(test)]

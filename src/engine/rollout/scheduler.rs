@@ -1,9 +1,14 @@
 //! The cron scheduler for policies (wired into `spm serve`): one run per policy at a time,
 //! and a missed window is reported, never run late.
 //!
+//! The time of the last tick is kept in the database, so a slot that passed while spm was
+//! down is reported at the next start; every missed slot (policy, scheduled time) raises
+//! one `run_missed` notification, however often it is seen again.
+//!
 //! [`due`] is the pure decision for one policy between two ticks; [`tick`] acts on it
 //! (starts runs as tasks, records missed windows as notifications and audit rows) and
-//! also returns expired snoozes to pending approval; [`run_loop`] ticks until cancelled.
+//! also returns expired snoozes to pending approval and recovers runs whose process
+//! stopped (lease expired) as interrupted; [`run_loop`] ticks until cancelled.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +23,7 @@ use crate::engine::ansible::AnsibleExecutor;
 use crate::engine::approvals;
 use crate::services::uyuni::UyuniClient;
 use crate::store::audit::{self, AuditEntry};
-use crate::store::{Store, format_ts, runs};
+use crate::store::{Store, format_ts, runs, scheduler};
 
 /// How late after its cron time a run may still start.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(120);
@@ -63,27 +68,35 @@ pub fn due(
 pub struct TickEvent {
     /// Policy id.
     pub policy_id: String,
-    /// `started`, `missed`, `busy` (a run of the policy is still active) or `error`.
+    /// `started`, `missed`, `missed_again` (a slot already reported), `busy` (a run of the
+    /// policy is still active) or `error`.
     pub what: String,
     /// Details.
     pub detail: String,
 }
 
+/// Record the missed slot `at` of `policy_id`: a `run_missed` notification and an audit row,
+/// once per slot. Returns false when the slot was already recorded.
 fn missed(
     store: &Store,
     policy_id: &str,
     at: DateTime<Utc>,
     why: &str,
-) -> Result<(), crate::store::StoreError> {
+) -> Result<bool, crate::store::StoreError> {
     let (pid, why) = (policy_id.to_string(), why.to_string());
     store.write_blocking(move |tx| {
+        let slot = format_ts(at);
+        if !scheduler::record_missed(tx, &pid, &slot, &why)? {
+            return Ok(false);
+        }
         runs::insert_notification(
             tx,
             "run_missed",
             "warning",
-            &format!("scheduled run of {pid} at {} was missed", format_ts(at)),
-            &format!("The run of policy {pid} scheduled for {} did not start: {why}. It is not run late; the next scheduled time applies.", format_ts(at)),
+            &format!("scheduled run of {pid} at {slot} was missed"),
+            &format!("The run of policy {pid} scheduled for {slot} did not start: {why}. It is not run late; the next scheduled time applies."),
             None,
+            &serde_json::json!({ "policy": pid, "scheduled_at": slot, "reason": why }),
         )?;
         audit::append(
             tx,
@@ -97,7 +110,7 @@ fn missed(
                 details: serde_json::json!({ "scheduled_at": format_ts(at) }),
             },
         )?;
-        Ok(())
+        Ok(true)
     })
 }
 
@@ -130,6 +143,15 @@ pub async fn tick_with(
     if let Err(e) = approvals::expire_snoozes(store, now) {
         tracing::warn!(error = %e, "expiring snoozes failed");
     }
+    // A run whose process died (its lease expired) would keep its policy busy for ever:
+    // recover it as interrupted (which notifies run_failed), as `spm run` does at start.
+    match store.write(|tx| runs::recover_interrupted(tx)).await {
+        Ok(ids) if !ids.is_empty() => {
+            tracing::warn!(runs = ?ids, "patch runs left active by a stopped process recovered as interrupted")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "recovering interrupted runs failed"),
+    }
     for lp in policies {
         let pid = lp.policy.id.clone();
         let Some(d) = due(&lp.policy, prev, now, grace) else {
@@ -146,8 +168,15 @@ pub async fn tick_with(
                     "spm was not running within {}s of that time",
                     grace.as_secs()
                 );
-                let _ = missed(store, &pid, at, &why);
-                events.push(event("missed", why));
+                let what = match missed(store, &pid, at, &why) {
+                    Ok(true) => "missed",
+                    Ok(false) => "missed_again",
+                    Err(e) => {
+                        tracing::error!(policy = %pid, error = %e, "cannot record a missed run");
+                        "error"
+                    }
+                };
+                events.push(event(what, why));
             }
             Due::Run(at) => {
                 let p2 = pid.clone();
@@ -160,7 +189,9 @@ pub async fn tick_with(
                     .await;
                 if let Ok(Some(r)) = active {
                     let why = format!("run {} of the policy is still {}", r.id, r.status);
-                    let _ = missed(store, &pid, at, &why);
+                    if let Err(e) = missed(store, &pid, at, &why) {
+                        tracing::error!(policy = %pid, error = %e, "cannot record a missed run");
+                    }
                     events.push(event("busy", why));
                     continue;
                 }
@@ -179,7 +210,9 @@ pub async fn tick_with(
                         Ok(s) => tracing::info!(policy = %lp2.policy.id, run = s.run_id, status = %s.status, "scheduled run finished"),
                         Err(e) => {
                             tracing::warn!(policy = %lp2.policy.id, error = %e, "scheduled run failed");
-                            let _ = missed(&store2, &lp2.policy.id, at, &e.to_string());
+                            if let Err(e) = missed(&store2, &lp2.policy.id, at, &e.to_string()) {
+                                tracing::error!(policy = %lp2.policy.id, error = %e, "cannot record a missed run");
+                            }
                         }
                     }
                 }));
@@ -190,8 +223,26 @@ pub async fn tick_with(
     (events, tasks)
 }
 
+/// Where the scheduler resumes: the last tick recorded in the database (so slots passed
+/// while spm was down are seen), or `now` on a first start or a clock that went back.
+pub fn resume_from(store: &Store, now: DateTime<Utc>) -> DateTime<Utc> {
+    match store.read_blocking(scheduler::last_tick) {
+        Ok(Some(t)) => DateTime::parse_from_rfc3339(&t)
+            .map(|t| t.with_timezone(&Utc))
+            .ok()
+            .filter(|t| *t <= now)
+            .unwrap_or(now),
+        Ok(None) => now,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the scheduler's last tick; missed slots before now are not reported");
+            now
+        }
+    }
+}
+
 /// Tick every `every` until `cancel`; `load` returns the current policy set (hot-reloaded
-/// by the host). Runs in flight are awaited before returning.
+/// by the host). The first tick covers the time since the last recorded tick. Runs in
+/// flight are awaited before returning.
 pub async fn run_loop(
     client: Arc<UyuniClient>,
     ansible: Option<Arc<AnsibleExecutor>>,
@@ -200,7 +251,7 @@ pub async fn run_loop(
     every: Duration,
     cancel: CancellationToken,
 ) {
-    let mut prev = Utc::now();
+    let mut prev = resume_from(&store, Utc::now());
     let mut tasks = Vec::new();
     loop {
         tokio::select! {
@@ -223,6 +274,13 @@ pub async fn run_loop(
         }
         tasks.append(&mut started);
         tasks.retain(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
+        let at = format_ts(now);
+        if let Err(e) = store
+            .write(move |tx| scheduler::set_last_tick(tx, &at))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record the scheduler's tick");
+        }
         prev = now;
     }
     for t in tasks {

@@ -185,6 +185,7 @@ impl TestEngine {
                 Ok(advisory) => {
                     let scope = RunScope {
                         test_id,
+                        queue_id: item.id,
                         system: &system,
                         advisory: &advisory,
                         config: self.ctx_config(&system),
@@ -230,6 +231,7 @@ impl TestEngine {
             };
             let (id, from, adv, os) =
                 (item.id, item.status, item.advisory.clone(), item.os.clone());
+            let system_name = t.system_name.clone().unwrap_or_default();
             let w = why.clone();
             self.store
                 .write(move |tx| {
@@ -253,10 +255,16 @@ impl TestEngine {
                                 subject: format!(
                                     "{adv} ({os}): interrupted test, rollback not verified"
                                 ),
-                                body: w,
+                                body: w.clone(),
                                 advisory: Some(adv.clone()),
                                 queue_id: Some(id),
                                 test_id: Some(test_id),
+                                data: serde_json::json!({
+                                    "system": system_name,
+                                    "phase": "recovery",
+                                    "reason": w,
+                                    "os": os,
+                                }),
                             },
                         )?;
                     }

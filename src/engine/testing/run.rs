@@ -44,6 +44,8 @@ const EXCERPT: usize = 2000;
 pub struct TestResult {
     /// Test row.
     pub test_id: i64,
+    /// The test system's profile name.
+    pub system: String,
     /// Final status.
     pub status: TestStatus,
     /// Failure class when it did not pass.
@@ -91,6 +93,7 @@ fn truthy(v: &Value) -> bool {
 /// Everything a phase run needs besides its name.
 pub(crate) struct RunScope<'a> {
     pub test_id: i64,
+    pub queue_id: i64,
     pub system: &'a TestSystem,
     pub advisory: &'a Advisory,
     pub config: Value,
@@ -277,6 +280,7 @@ impl TestEngine {
         let started = Instant::now();
         let scope = RunScope {
             test_id,
+            queue_id,
             system,
             advisory,
             config: self.ctx_config(system),
@@ -398,6 +402,7 @@ impl TestEngine {
             .test_finished(test_id, status.as_str(), reason.as_deref());
         Ok(TestResult {
             test_id,
+            system: system.name.clone(),
             status,
             class,
             phase,
@@ -548,11 +553,13 @@ impl TestEngine {
         if let Ok(rb_id) = rb_id {
             let status = if verified { "verified" } else { "failed" };
             let d = details.clone();
+            let note = rollback_notification(scope, &strategy, reason, verified, &details);
             let _ = self
                 .store
                 .write(move |tx| {
                     test_runs::finish_rollback(tx, rb_id, status, &d)?;
-                    test_runs::set_rollback(tx, test_id, None, status)
+                    test_runs::set_rollback(tx, test_id, None, status)?;
+                    test_runs::notify(tx, &note).map(|_| ())
                 })
                 .await;
         }
@@ -561,6 +568,45 @@ impl TestEngine {
             verified,
             details,
         }
+    }
+}
+
+/// The `rollback_performed` notification of a test's rollback (routed by the notifier,
+/// rendered by `scripts/templates/rollback_performed.*`).
+fn rollback_notification(
+    scope: &RunScope<'_>,
+    strategy: &str,
+    reason: &str,
+    verified: bool,
+    details: &Value,
+) -> test_runs::NewNotification {
+    let (adv, system) = (&scope.advisory.name, &scope.system.name);
+    let status = if verified { "verified" } else { "failed" };
+    let error = details
+        .get("error")
+        .and_then(Value::as_str)
+        .or_else(|| details.get("post_rollback_error").and_then(Value::as_str));
+    test_runs::NewNotification {
+        event: "rollback_performed".into(),
+        severity: if verified { "warning" } else { "critical" }.into(),
+        subject: format!("{adv}: rollback on {system} ({strategy}) {status}"),
+        body: format!(
+            "The test of {adv} on {system} was rolled back with the {strategy} strategy: {status}.\nReason: {reason}{}",
+            error.map(|e| format!("\nError: {e}")).unwrap_or_default()
+        ),
+        advisory: Some(adv.clone()),
+        queue_id: Some(scope.queue_id),
+        test_id: Some(scope.test_id),
+        data: json!({
+            "scope": "test",
+            "system": system,
+            "os": scope.system.os,
+            "strategy": strategy,
+            "reason": reason,
+            "status": status,
+            "outcome": if verified { "the versions before the patch are back" } else { "the rollback could not be verified; check the test system" },
+            "error": error,
+        }),
     }
 }
 

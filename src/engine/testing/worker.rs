@@ -232,6 +232,7 @@ impl TestEngine {
                         FailureClass::Infrastructure,
                         &reason,
                         true,
+                        serde_json::Value::Null,
                     )
                     .await;
             }
@@ -283,7 +284,11 @@ impl TestEngine {
         }
         let tests: Vec<i64> = results.iter().map(|r| r.test_id).collect();
         match results.iter().find(|r| r.status != TestStatus::Passed) {
-            None => self.decide_pass(item, tests).await,
+            None => {
+                let systems: Vec<String> = results.iter().map(|r| r.system.clone()).collect();
+                self.decide_pass(item, tests, systems, &advisory.synopsis)
+                    .await
+            }
             Some(bad) => {
                 let class = bad.class.unwrap_or(FailureClass::Infrastructure);
                 let reason = format!(
@@ -291,7 +296,15 @@ impl TestEngine {
                     bad.phase.as_deref().unwrap_or("test"),
                     bad.reason.as_deref().unwrap_or("no reason")
                 );
-                self.decide_failure(item, tests, class, &reason, bad.rollback_verified)
+                let details = serde_json::json!({
+                    "system": bad.system,
+                    "phase": bad.phase,
+                    "reason": bad.reason,
+                    "class": class.as_str(),
+                    "os": item.os,
+                    "synopsis": advisory.synopsis,
+                });
+                self.decide_failure(item, tests, class, &reason, bad.rollback_verified, details)
                     .await
             }
         }
@@ -313,7 +326,10 @@ impl TestEngine {
         &self,
         item: &QueueItem,
         tests: Vec<i64>,
+        systems: Vec<String>,
+        synopsis: &str,
     ) -> Result<ItemOutcome, StoreError> {
+        let synopsis = synopsis.to_string();
         let (id, adv, os) = (item.id, item.advisory.clone(), item.os.clone());
         let last = tests.last().copied();
         let n = tests.len();
@@ -343,6 +359,11 @@ impl TestEngine {
                         advisory: Some(adv.clone()),
                         queue_id: Some(id),
                         test_id: last,
+                        data: serde_json::json!({
+                            "os": os,
+                            "synopsis": synopsis,
+                            "systems": systems,
+                        }),
                     },
                 )?;
                 Ok(())
@@ -358,6 +379,7 @@ impl TestEngine {
         class: FailureClass,
         reason: &str,
         rollback_verified: bool,
+        details: serde_json::Value,
     ) -> Result<ItemOutcome, StoreError> {
         let policy = retry_policy(&self.config.retry);
         let retries = u32::try_from(item.retry_count).unwrap_or(u32::MAX);
@@ -416,6 +438,7 @@ impl TestEngine {
                         advisory: Some(adv.clone()),
                         queue_id: Some(id),
                         test_id: last,
+                        data: details,
                     },
                 )?;
                 Ok(())

@@ -382,10 +382,10 @@ pub const NOTIFY: ModuleDef = ModuleDef {
         name: "send",
         params: &[(
             "message",
-            "{channel?: string, to?: string|string[], subject: string, body: string}",
+            "{subject: string, body?: string, severity?: \"info\"|\"warning\"|\"critical\", channel?: \"email\"|\"webhook\"|\"dashboard\", to?: string|string[], advisory?: string, queue_id?: integer, test_id?: integer, run_id?: integer, data?: table}",
         )],
-        returns: "table",
-        doc: "Send a notification.",
+        returns: "{id: integer, deliveries: integer}",
+        doc: "Send a `custom` notification: a dashboard row, rendered by scripts/templates/custom.*.j2 and routed like `[notify.routes.custom]` unless `channel` / `to` narrow it.",
         is_async: true,
     }],
     build: build_notify,

@@ -29,6 +29,7 @@ pub struct SyncRunner {
     scorer: Arc<Scorer>,
     config: SyncConfig,
     rule: AutoQueueRule,
+    notifier: Option<crate::engine::notify::Notifier>,
 }
 
 impl std::fmt::Debug for SyncRunner {
@@ -67,7 +68,14 @@ impl SyncRunner {
             scorer,
             config,
             rule,
+            notifier: None,
         }
+    }
+
+    /// Raise `sync_failed` / `sync_partial` through `notifier` after each run.
+    pub fn with_notifier(mut self, notifier: Option<crate::engine::notify::Notifier>) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Start a sync in a spawned task and return its run id once the run is claimed.
@@ -83,6 +91,9 @@ impl SyncRunner {
                 status = report.status.as_str(),
                 "sync finished"
             );
+            if let Some(n) = &me.notifier {
+                n.raise_sync_outcome(&report).await;
+            }
             if report.status != SyncStatus::Failed && me.rule.enabled {
                 let (scorer, rule) = (me.scorer.clone(), me.rule.clone());
                 let done =
