@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod dashboard;
 pub mod endpoints;
 pub mod error;
@@ -85,6 +86,10 @@ pub struct AppState {
     pub health: Arc<health::HealthCache>,
     /// Throttle for `last_used_at` updates.
     pub usage: Arc<auth::UsageTracker>,
+    /// Verified tokens, valid while the database is unchanged.
+    pub tokens: Arc<auth::TokenCache>,
+    /// Serialized queue pages, valid while the database is unchanged.
+    pub queue_pages: Arc<endpoints::queue::PageCache>,
     /// No authentication: every request runs as `dev` with the admin role.
     pub dev_insecure: bool,
     /// Feature services (sync, scoring, notifications, scripts, tests); each is optional
@@ -171,6 +176,8 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::default()),
             health: Arc::new(health::HealthCache::default()),
             usage: Arc::new(auth::UsageTracker::default()),
+            tokens: Arc::new(auth::TokenCache::default()),
+            queue_pages: Arc::new(endpoints::queue::PageCache::default()),
             dev_insecure,
             features: Arc::new(arc_swap::ArcSwap::from_pointee(Features::default())),
         }
