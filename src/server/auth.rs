@@ -263,6 +263,16 @@ impl TokenCache {
     pub const MAX_AGE: Duration = Duration::from_secs(30);
     /// Most tokens remembered at once.
     pub const MAX_TOKENS: usize = 1024;
+
+    /// Number of verifications held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no verification is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl Default for TokenCache {

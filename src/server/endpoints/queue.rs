@@ -38,6 +38,16 @@ impl PageCache {
     pub const MAX_BYTES: usize = 4 * 1024 * 1024;
     /// Longest time a page is reused, even with an unchanged database.
     pub const MAX_AGE: Duration = Duration::from_secs(60);
+
+    /// Number of pages held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no page is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl Default for PageCache {
