@@ -297,7 +297,10 @@ pub async fn verify_hash(state: &AppState, presented: &str) -> Result<(String, R
         None => {
             let verified = lookup(state, presented).await?;
             if let Some(v) = version {
-                state.tokens.0.insert(v, presented.to_owned(), verified.clone());
+                state
+                    .tokens
+                    .0
+                    .insert(v, presented.to_owned(), verified.clone());
             }
             verified
         }

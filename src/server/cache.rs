@@ -143,7 +143,11 @@ mod tests {
         assert_eq!(cache.get(v2, "a"), None, "a commit invalidates");
         assert!(cache.is_empty());
         cache.insert(v1, "a".into(), 1);
-        assert_eq!(cache.get(v2, "a"), None, "a value read at an older version is not kept");
+        assert_eq!(
+            cache.get(v2, "a"),
+            None,
+            "a value read at an older version is not kept"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -52,7 +52,11 @@ impl PageCache {
 
 impl Default for PageCache {
     fn default() -> Self {
-        Self(VersionedCache::new(Self::MAX_BYTES, Self::MAX_AGE, Bytes::len))
+        Self(VersionedCache::new(
+            Self::MAX_BYTES,
+            Self::MAX_AGE,
+            Bytes::len,
+        ))
     }
 }
 
