@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests start for real. Extend this one list when a test needs more.
-DEB_PACKAGES="lua-check prometheus python3-aiosmtpd ansible-core chromium chromium-driver"
+DEB_PACKAGES="lua-check prometheus python3-aiosmtpd ansible-core openssh-client chromium chromium-driver"
 
 step() { printf '\n==> %s\n' "$*"; }
 

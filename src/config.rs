@@ -176,6 +176,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// `[approvals]`
     pub approvals: ApprovalsConfig,
+    /// `[ansible]`
+    pub ansible: AnsibleSettings,
     /// The file the configuration was read from, if any (not a config key).
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -302,6 +304,151 @@ impl Default for ScriptsConfig {
             poll: false,
             poll_interval_ms: 1000,
         }
+    }
+}
+
+/// `[ansible]`: the Ansible executor (`spm.ansible` in Lua, `executor = "ansible"` in
+/// policies, `spm ansible run`) and how UYUNI systems become inventory hosts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnsibleSettings {
+    /// The `ansible-playbook` program: a name looked up in `PATH`, or a path.
+    pub program: String,
+    /// Playbooks Lua and policies may run; unset = `<scripts.scripts_dir>/ansible`.
+    pub playbook_dir: Option<PathBuf>,
+    /// Timeout of a run when the caller gives none.
+    pub timeout_secs: u64,
+    /// After SIGTERM on cancel or timeout, how long before SIGKILL.
+    pub kill_grace_secs: u64,
+    /// Parallel hosts (`--forks`) when the caller gives none; unset = Ansible's default.
+    pub forks: Option<u32>,
+    /// Connection plugin for every generated host (`local`, `ssh`); unset = Ansible's.
+    pub connection: Option<String>,
+    /// Variables set on every host generated from a UYUNI system (e.g. `ansible_user`).
+    pub host_vars: BTreeMap<String, serde_json::Value>,
+    /// Per-system overrides by UYUNI profile name: `address` and `vars`.
+    pub hosts: BTreeMap<String, AnsibleHostOverride>,
+}
+
+/// `[ansible.hosts."<profile name>"]`: how to reach one UYUNI system with Ansible.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnsibleHostOverride {
+    /// Address to connect to (`ansible_host`) instead of the one UYUNI reports.
+    pub address: Option<String>,
+    /// Host variables (e.g. `ansible_connection`, `ansible_port`); they win over
+    /// `host_vars`.
+    pub vars: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for AnsibleSettings {
+    fn default() -> Self {
+        Self {
+            program: "ansible-playbook".into(),
+            playbook_dir: None,
+            timeout_secs: 3600,
+            kill_grace_secs: 5,
+            forks: None,
+            connection: None,
+            host_vars: BTreeMap::new(),
+            hosts: BTreeMap::new(),
+        }
+    }
+}
+
+impl AnsibleSettings {
+    /// The playbook directory: `playbook_dir`, or `<scripts_dir>/ansible`.
+    pub fn playbook_dir(&self, scripts_dir: &Path) -> PathBuf {
+        self.playbook_dir
+            .clone()
+            .unwrap_or_else(|| scripts_dir.join("ansible"))
+    }
+
+    /// Problems of these settings as `(key, message)`.
+    fn problems(&self) -> Vec<(String, String)> {
+        use crate::services::ansible::is_secret_key;
+        let ident = |s: &str| {
+            let mut c = s.chars();
+            matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
+                && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+        };
+        let mut out = Vec::new();
+        if self.program.trim().is_empty() {
+            out.push(("ansible.program".into(), "must not be empty".into()));
+        }
+        if self.timeout_secs == 0 {
+            out.push((
+                "ansible.timeout_secs".into(),
+                "must be greater than 0".into(),
+            ));
+        }
+        if let Some(f) = self.forks
+            && !(1..=1000).contains(&f)
+        {
+            out.push((
+                "ansible.forks".into(),
+                format!("{f} is not between 1 and 1000"),
+            ));
+        }
+        if let Some(c) = &self.connection
+            && (c.is_empty()
+                || !c
+                    .chars()
+                    .all(|x| x.is_ascii_alphanumeric() || "_.".contains(x)))
+        {
+            out.push((
+                "ansible.connection".into(),
+                format!("{c:?} is not a connection plugin name (e.g. local, ssh)"),
+            ));
+        }
+        let mut vars: Vec<(String, &String)> = self
+            .host_vars
+            .keys()
+            .map(|k| ("ansible.host_vars".to_string(), k))
+            .collect();
+        for (name, o) in &self.hosts {
+            vars.extend(
+                o.vars
+                    .keys()
+                    .map(|k| (format!("ansible.hosts.{name}.vars"), k)),
+            );
+            if let Some(a) = &o.address
+                && (a.is_empty()
+                    || a.starts_with('-')
+                    || !a
+                        .chars()
+                        .all(|x| x.is_ascii_alphanumeric() || ".-_:".contains(x)))
+            {
+                out.push((
+                    format!("ansible.hosts.{name}.address"),
+                    format!("{a:?} is not a hostname or IP address"),
+                ));
+            }
+        }
+        for (key, var) in vars {
+            if !ident(var) {
+                out.push((key, format!("{var:?} is not a valid variable name")));
+            } else if is_secret_key(var) && !var.ends_with("_file") {
+                out.push((
+                    key,
+                    format!(
+                        "{var} looks like a secret; spm does not keep Ansible credentials in its \
+                         configuration (use SSH keys, an ssh-agent or ansible-vault)"
+                    ),
+                ));
+            } else if var == "ansible_host" {
+                out.push((
+                    key,
+                    "ansible_host is the system's address: set `address` in [ansible.hosts.\"<name>\"]".into(),
+                ));
+            } else if var.starts_with("spm_") {
+                out.push((
+                    key,
+                    format!("{var}: spm_* variables are set by spm from the system and the run"),
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -1034,6 +1181,9 @@ impl Config {
             if v == 0 {
                 return Err(invalid(key, "must be greater than 0".into()));
             }
+        }
+        if let Some((key, message)) = self.ansible.problems().into_iter().next() {
+            return Err(invalid(&key, message));
         }
         for (key, secret, file) in self.secret_slots() {
             if secret.is_some() && file.is_some() {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use spm::sim::{SimOptions, SimServer};
+use spm::sim::{SimHandle, SimOptions, SimServer};
 use spm::store::Store;
 
 fn spm(db: &Path, url: &str, args: &[&str]) -> Output {
@@ -42,8 +42,15 @@ fn json(o: &Output) -> serde_json::Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_score_and_queue_through_the_binary() {
+/// A simulator, a fresh database in a temporary working directory, and one sync of the
+/// test groups through the binary (its JSON report).
+async fn synced() -> (
+    SimHandle,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    String,
+    serde_json::Value,
+) {
     let sim = SimServer::start(SimOptions {
         frozen_clock: true,
         ..SimOptions::default()
@@ -53,7 +60,6 @@ async fn sync_score_and_queue_through_the_binary() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("spm.db");
     let url = sim.url();
-
     let out = run(&db, &url, &["sync", "--json", "--set", "sync.scope=test"]).await;
     assert_eq!(
         out.status.code(),
@@ -61,13 +67,19 @@ async fn sync_score_and_queue_through_the_binary() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    // Without a terminal, progress is plain lines on stderr.
+    assert!(err.contains("relevant advisories"), "{err}");
     let report = json(&out);
+    (sim, dir, db, url, report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_score_and_queue_through_the_binary() {
+    let (sim, _dir, db, url, report) = synced().await;
     assert_eq!(report["sync"]["status"], "ok");
     let new = report["sync"]["errata_new"].as_u64().expect("errata_new");
     assert!(new > 0);
-    // Without a terminal, progress is plain lines on stderr.
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("relevant advisories"), "{err}");
 
     // Pick a kernel advisory: its score must explain the kernel and reboot penalties.
     let kernel_adv: String = {
@@ -206,4 +218,76 @@ async fn sync_score_and_queue_through_the_binary() {
         "the password never appears: {err}"
     );
     sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lua_score_hook_adjusts_and_a_broken_one_is_refused() {
+    let (_sim, dir, db, url, _) = synced().await;
+    let adv: String = {
+        let store = Store::open(&db).expect("store");
+        store
+            .read_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT advisory FROM errata_relevance ORDER BY advisory LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .expect("an advisory")
+    };
+    let plain = json(&run(&db, &url, &["score", &adv, "--json"]).await);
+    let plain_score = plain["scores"][0]["score"].as_i64().expect("score");
+
+    // The working directory is the script root: the hook sees the factors and the
+    // computed terms and answers with reasons.
+    std::fs::create_dir_all(dir.path().join("scripts")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("scripts/score.lua"),
+        "---@spm api=1 kind=score\n\
+         return {\n\
+           adjust = function(ctx)\n\
+             return { { delta = -4, reason = 'site rule for ' .. ctx.advisory .. ' base ' .. ctx.base_score } }\n\
+           end,\n\
+         }\n",
+    )
+    .expect("write hook");
+    let out = run(&db, &url, &["score", &adv, "--json"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hooked = json(&out);
+    let terms = hooked["scores"][0]["breakdown"]
+        .as_array()
+        .expect("breakdown");
+    let hook = terms
+        .iter()
+        .find(|t| t["factor"] == "hook")
+        .unwrap_or_else(|| panic!("no hook term in {hooked}"));
+    assert_eq!(hook["points"], -4);
+    assert!(
+        hook["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(&format!("site rule for {adv} base "))),
+        "{hook}"
+    );
+    let unclamped = plain["scores"][0]["unclamped"].as_i64().expect("unclamped");
+    assert_eq!(
+        hooked["scores"][0]["score"].as_i64(),
+        Some((unclamped - 4).clamp(0, 100)),
+        "plain {plain_score}"
+    );
+
+    // A hook with a syntax error is refused with its file and line; nothing is scored.
+    std::fs::write(
+        dir.path().join("scripts/score.lua"),
+        "---@spm api=1 kind=score\nreturn { adjust = function(ctx) return { end }\n",
+    )
+    .expect("write broken hook");
+    let out = run(&db, &url, &["score", &adv, "--json"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("scripts/score.lua:2"), "{err}");
 }

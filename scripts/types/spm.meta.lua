@@ -8,6 +8,41 @@
 ---@field message string
 ---@field retryable? boolean
 
+---@class spm.ScoreFactors
+---@field affects_kernel boolean
+---@field requires_reboot boolean
+---@field modifies_config boolean
+---@field package_count integer
+---@field dependency_count integer
+---@field total_size_kb integer
+---@field kernel_packages string[]
+---@field reboot_packages string[]
+---@field config_packages string[]
+---@field unsized_packages string[]
+
+---@class spm.ScoreTerm
+---@field factor string
+---@field points integer
+---@field reason string
+
+--- What `adjust(ctx)` of scripts/score.lua receives for one advisory.
+---@class spm.ScoreCtx
+---@field advisory string
+---@field advisory_type string
+---@field severity string
+---@field packages? {name: string, size_bytes?: integer}[]
+---@field reboot_suggested boolean
+---@field history {times_tested: integer, times_failed: integer}
+---@field factors spm.ScoreFactors
+---@field terms spm.ScoreTerm[]
+---@field base_score integer
+---@field low_confidence boolean
+
+--- One adjustment `adjust(ctx)` returns: points (-100..100) and why.
+---@class spm.ScoreAdjustment
+---@field delta integer
+---@field reason string
+
 --- Core functions: typed errors.
 ---@class spm
 ---@field log spm.log
@@ -206,14 +241,14 @@ function spm.prom.query(expr) end
 ---@return table
 function spm.prom.query_range(expr, start, end_, step) end
 
---- Ansible playbooks from scripts/ansible.
+--- Ansible playbooks from the playbook directory ([ansible] playbook_dir, default scripts/ansible).
 ---@class spm.ansible
 spm.ansible = {}
 
---- Run a playbook and wait for it. (async: waits without blocking spm)
+--- Run a playbook (a path inside the playbook directory; `..` and paths outside are refused) against UYUNI systems (ids or names, resolved through the database and [ansible] overrides) or inventory tables, and wait for it. Per-task progress goes to the log; a missing ansible-playbook is a config error. (async: waits without blocking spm)
 ---@param path string
----@param opts? table
----@return table
+---@param opts {hosts: (integer|string|{name: string, address?: string, os?: string, groups?: string[], tags?: table<string, string>, vars?: table})[], extra_vars?: table, check?: boolean, diff?: boolean, limit?: string, forks?: integer, timeout?: number|string, tags?: string|string[], skip_tags?: string|string[]}
+---@return {playbook: string, status: "succeeded"|"failed", ok: boolean, rc: integer?, check: boolean, elapsed_ms: integer, hosts: table<string, {status: "ok"|"changed"|"failed"|"unreachable", ok: integer, changed: integer, failed: integer, unreachable: integer, skipped: integer, rescued: integer, ignored: integer, failed_task: string?, message: string?, report: table?}>, failed_hosts: string[]}
 function spm.ansible.run_playbook(path, opts) end
 
 --- Notifications (mail, webhooks).

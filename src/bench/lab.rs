@@ -109,10 +109,13 @@ async fn measure() -> anyhow::Result<serde_json::Value> {
     let up_s = lab.state().up_secs;
     let first = lab.systems().first().context("no systems")?;
     let exec_ms = exec_latency_ms(first, 11).await?;
+    let cpu0 = busy_cpu_s();
     let test_cycle_s = test_cycle(first).await?;
+    let cycle_cpu_s = busy_cpu_s().zip(cpu0).map(|(b, a)| b - a);
     let start = Instant::now();
     let cycles = futures::future::join_all(lab.systems().iter().map(test_cycle)).await;
     let parallel_wall_s = start.elapsed().as_secs_f64();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut per_system = Vec::new();
     for c in cycles {
         per_system.push(c?);
@@ -130,7 +133,34 @@ async fn measure() -> anyhow::Result<serde_json::Value> {
         "parallel_wall_s": round(parallel_wall_s),
         "parallel_cycle_s": per_system.into_iter().map(round).collect::<Vec<_>>(),
         "parallel_vs_one": round(parallel_wall_s / test_cycle_s.max(0.001)),
+        // CPU the whole machine spent during the single cycle, and what that means for 4
+        // cycles on this many cores: the parallel wall time cannot go below
+        // systems × cycle_cpu_s ÷ cores (run the bench alone for a clean figure).
+        "cores": cores,
+        "cycle_cpu_s": cycle_cpu_s.map(round),
+        "parallel_cpu_floor_s": cycle_cpu_s.map(|c| round(c * f64::from(SYSTEMS) / cores as f64)),
     }))
+}
+
+/// Busy CPU seconds of the whole machine so far (user + nice + system + irq + softirq +
+/// steal from `/proc/stat`), or `None` when unreadable.
+fn busy_cpu_s() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = [0usize, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| v.get(i))
+        .sum::<u64>();
+    // SAFETY: sysconf has no preconditions; it only reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as f64 } else { 100.0 };
+    Some(busy as f64 / hz)
 }
 
 fn round(x: f64) -> f64 {

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::Outcome;
+use crate::cli::{Globals, Outcome};
 use crate::services::ansible::{
     AnsibleConfig, AnsibleRunner, HostResult, InventoryHost, PlaybookResult, RunOptions, RunStatus,
 };
@@ -32,8 +32,12 @@ struct RunArgs {
     /// A target host, `NAME=ADDRESS` or just `NAME` (repeatable).
     #[arg(long = "host", value_name = "NAME=ADDR")]
     hosts: Vec<String>,
-    /// An existing inventory file or directory instead of --host.
-    #[arg(long, conflicts_with = "hosts")]
+    /// A UYUNI system by profile name or id, resolved through the database (last sync)
+    /// and the `[ansible]` overrides (repeatable; combines with --host).
+    #[arg(long = "system", value_name = "NAME|ID")]
+    systems: Vec<String>,
+    /// An existing inventory file or directory instead of --host / --system.
+    #[arg(long, conflicts_with_all = ["hosts", "systems"])]
     inventory: Option<PathBuf>,
     /// Check mode: report what would change, change nothing.
     #[arg(long)]
@@ -56,16 +60,69 @@ struct RunArgs {
     /// Connection plugin for every host (e.g. `local`, `ssh`).
     #[arg(long)]
     connection: Option<String>,
+    /// Run only tasks with this tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
 }
 
-/// Run `spm ansible ...`.
-pub fn run(args: AnsibleArgs, config: AnsibleConfig) -> anyhow::Result<Outcome> {
+/// Run `spm ansible ...` with the `[ansible]` settings (program, playbook directory,
+/// timeouts, default forks and connection).
+pub fn run(args: AnsibleArgs, globals: &Globals) -> anyhow::Result<Outcome> {
+    let config = globals.load_config()?;
+    let s = &config.ansible;
+    let runner = AnsibleConfig {
+        program: s.program.clone(),
+        playbook_dir: Some(s.playbook_dir(&config.scripts.scripts_dir)),
+        default_timeout_secs: s.timeout_secs,
+        kill_grace_secs: s.kill_grace_secs,
+    };
     match args.command {
-        AnsibleCommand::Run(run) => run_playbook(run, config),
+        AnsibleCommand::Run(mut run) => {
+            run.forks = run.forks.or(s.forks);
+            run.connection = run.connection.or_else(|| s.connection.clone());
+            let systems = if run.systems.is_empty() {
+                Vec::new()
+            } else {
+                resolve_systems(&config, &run.systems)?
+            };
+            run_playbook(run, systems, runner)
+        }
     }
+}
+
+/// Inventory hosts of UYUNI systems given by name or id, from the database.
+fn resolve_systems(
+    config: &crate::config::Config,
+    specs: &[String],
+) -> anyhow::Result<Vec<InventoryHost>> {
+    let store = super::sync::open_store(config)?;
+    let ex = crate::engine::ansible::AnsibleExecutor::from_config(config);
+    let mut out = Vec::new();
+    for spec in specs {
+        let spec2 = spec.clone();
+        let found = store
+            .read_blocking(move |c| match spec2.parse::<i64>() {
+                Ok(id) => crate::store::systems::addresses_by_id(c, &[id]),
+                Err(_) => crate::store::systems::addresses_by_name(c, &spec2),
+            })
+            .with_context(|| format!("looking up --system {spec}"))?;
+        match found.as_slice() {
+            [sys] => out.push(ex.system_host(sys)),
+            [] => bail!("--system {spec}: no such system in the database (run `spm sync`)"),
+            many => bail!(
+                "--system {spec}: {} systems have that name (ids {}); give the id",
+                many.len(),
+                many.iter()
+                    .map(|s| s.id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    Ok(out)
 }
 
 fn parse_host(spec: &str) -> anyhow::Result<InventoryHost> {
@@ -94,14 +151,19 @@ fn parse_extra_vars(text: &str) -> anyhow::Result<Map<String, Value>> {
     }
 }
 
-fn run_playbook(args: RunArgs, config: AnsibleConfig) -> anyhow::Result<Outcome> {
-    let hosts = args
+fn run_playbook(
+    args: RunArgs,
+    systems: Vec<InventoryHost>,
+    config: AnsibleConfig,
+) -> anyhow::Result<Outcome> {
+    let mut hosts = args
         .hosts
         .iter()
         .map(|h| parse_host(h))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    hosts.extend(systems);
     if hosts.is_empty() && args.inventory.is_none() {
-        bail!("give at least one --host NAME=ADDR or an --inventory");
+        bail!("give at least one --host NAME=ADDR, --system NAME|ID or an --inventory");
     }
     let extra_vars = match &args.extra_vars {
         Some(text) => parse_extra_vars(text)?,
@@ -118,6 +180,7 @@ fn run_playbook(args: RunArgs, config: AnsibleConfig) -> anyhow::Result<Outcome>
         forks: args.forks,
         timeout_secs: args.timeout,
         connection: args.connection,
+        tags: args.tags,
         cancel: Some(cancel.clone()),
         ..RunOptions::default()
     };

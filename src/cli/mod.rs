@@ -217,9 +217,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Check(a) => check::run(a),
         Command::Types(a) => types::run(a),
         Command::Spec(a) => spec::run(a),
-        Command::Ansible(args) => {
-            ansible::run(args, crate::services::ansible::AnsibleConfig::default())
-        }
+        Command::Ansible(args) => ansible::run(args, &cli.globals),
         Command::Notify(args) => notify::run(args, &cli.globals),
         Command::Serve(args) => serve::run(args, &cli.globals),
         Command::Token(args) => token::run(args, &cli.globals),

@@ -5,7 +5,7 @@ use std::str::FromStr as _;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use super::sync::{actor, open_store, scorer};
+use super::sync::{actor, cli_scorer, open_store};
 use super::{Globals, Outcome};
 use crate::engine::queue::{self, AddRequest, QueueError};
 use crate::engine::state::{QueueStatus, Status as _};
@@ -104,7 +104,7 @@ pub fn run(args: QueueArgs, globals: &Globals) -> anyhow::Result<Outcome> {
             all_systems,
             json,
         } => {
-            let scorer = scorer(&config)?;
+            let scorer = cli_scorer(&config)?;
             let req = AddRequest {
                 advisories,
                 os,
@@ -213,7 +213,7 @@ pub fn run(args: QueueArgs, globals: &Globals) -> anyhow::Result<Outcome> {
             Ok(Outcome::Ok)
         }
         QueueCommand::Show { id, json } => {
-            let scorer = scorer(&config)?;
+            let scorer = cli_scorer(&config)?;
             let d = queue::show(&store, &scorer, id)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&d)?);

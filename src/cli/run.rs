@@ -296,6 +296,9 @@ async fn start(
     let actor = Actor::cli();
     let mut opts = RunOptions::manual(&actor.identity);
     opts.source_addr = actor.source_addr;
+    opts.ansible = Some(Arc::new(
+        crate::engine::ansible::AnsibleExecutor::from_config(config),
+    ));
     opts.progress = Some(Arc::new(|p: &Progress| {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(

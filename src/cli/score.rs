@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::Args;
 use serde::Serialize;
 
-use super::sync::{open_store, scorer};
+use super::sync::{cli_scorer, open_store};
 use super::{Globals, Outcome};
 use crate::engine::score::ScoreResult;
 use crate::engine::sync::score_input;
@@ -44,7 +44,7 @@ pub fn run(args: ScoreArgs, globals: &Globals) -> anyhow::Result<Outcome> {
         anyhow::bail!("unknown OS {os:?}: use ubuntu, debian or rhel");
     }
     let store = open_store(&config)?;
-    let scorer = scorer(&config)?;
+    let scorer = cli_scorer(&config)?;
     let adv = args.advisory.trim().to_string();
     let (record, packages, relevance) = store
         .read_blocking(|c| {

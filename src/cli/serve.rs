@@ -90,15 +90,16 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
         };
         let mut service =
             Service::start(store.clone(), config, args.dev_insecure, Probes::default()).await?;
-        // Queue additions and risk breakdowns need the scorer even without UYUNI.
-        let scorer = super::sync::scorer(&global)?;
+        // Registers the host as a feature: the API and the dashboard show its status.
+        let host = app::start_scripts(&store, &global, &mut service).await?;
+        // Queue additions and risk breakdowns need the scorer even without UYUNI; its
+        // optional Lua hook follows the script host's reloads.
+        let scorer = app::scorer(&global, &host)?;
         let four_eyes = global.approvals.four_eyes;
         service.state.update_features(|f| {
             f.scorer = Some(scorer.clone());
             f.approval_rules = crate::engine::approvals::Rules { four_eyes };
         });
-        // Registers the host as a feature: the API and the dashboard show its status.
-        let host = app::start_scripts(&store, &global, &mut service).await?;
         let notifier = match crate::engine::notify::NotifyConfig::from_global(&global)
             .map_err(anyhow::Error::msg)
             .and_then(|c| Ok(crate::engine::notify::Notifier::new(store.clone(), c)?))
@@ -121,9 +122,12 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
             }
         };
         // Registers the client as a feature (patch runs, the dashboard's rollbacks).
-        if let Some(uyuni) = app::start_sync(&store, &global, notifier, &mut service)? {
+        if let Some(uyuni) = app::start_sync(&store, &global, scorer, notifier, &mut service)? {
             app::start_tests(&store, &global, host.clone(), uyuni.clone(), &mut service).await?;
-            app::start_scheduler(&store, host, uyuni, &mut service).await?;
+            let ansible = Arc::new(crate::engine::ansible::AnsibleExecutor::from_config(
+                &global,
+            ));
+            app::start_scheduler(&store, host, uyuni, Some(ansible), &mut service).await?;
         }
         println!(
             "spm is serving on http://{} (API under /api/v1; Ctrl-C stops it)",

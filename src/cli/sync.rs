@@ -33,11 +33,55 @@ pub(crate) fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(Store::open(&config.database.path)?)
 }
 
-/// The Success Score calculator from `[score]`.
-pub(crate) fn scorer(config: &Config) -> anyhow::Result<Arc<Scorer>> {
-    Ok(Arc::new(
-        Scorer::new((&config.score).into()).context("invalid [score] configuration")?,
-    ))
+/// The scorer with the Lua hook `scripts/score.lua` under `root`, when that file exists.
+/// The set is loaded once (a CLI command is short); a hook that does not load is an error
+/// naming the file and line, and nothing is scored.
+pub(crate) fn scorer_with_scripts(
+    config: &Config,
+    root: &std::path::Path,
+) -> anyhow::Result<Arc<Scorer>> {
+    use crate::host::score_hook::{LuaScoreHook, SCORE_SCRIPT};
+    let plain = Scorer::new((&config.score).into()).context("invalid [score] configuration")?;
+    if !root.join(SCORE_SCRIPT).is_file() {
+        return Ok(Arc::new(plain));
+    }
+    // Loading is async; a thread with its own runtime works whether or not the caller
+    // is inside one.
+    let root_owned = root.to_path_buf();
+    let report = std::thread::scope(|s| {
+        s.spawn(move || -> anyhow::Result<_> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(crate::host::scriptset::ScriptSet::load_dir(
+                &root_owned,
+                &crate::engine::rollout::policy::contracts(),
+                1,
+            ))
+            .with_context(|| format!("reading the scripts under {}", root_owned.display()))
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("loading {SCORE_SCRIPT} panicked"))?
+    })?;
+    let problems: Vec<String> = report
+        .errors()
+        .filter(|d| d.path == SCORE_SCRIPT)
+        .map(|d| d.to_string())
+        .collect();
+    if !problems.is_empty() {
+        anyhow::bail!("{SCORE_SCRIPT} does not load: {}", problems.join("; "));
+    }
+    let set = Arc::new(report.set);
+    let hook = LuaScoreHook::start(Arc::new(move || set.clone()))
+        .context("starting the score hook thread")?;
+    Ok(Arc::new(plain.with_hook(hook)))
+}
+
+/// The scorer for a CLI command run from the working directory (the script root).
+pub(crate) fn cli_scorer(config: &Config) -> anyhow::Result<Arc<Scorer>> {
+    let root = std::env::current_dir().context("reading the working directory")?;
+    scorer_with_scripts(config, &root)
 }
 
 /// Who the CLI acts as, for the audit log.
@@ -177,7 +221,7 @@ fn print_text(r: &SyncReport, auto: Option<&AddReport>) {
 pub fn run(args: SyncArgs, globals: &Globals) -> anyhow::Result<Outcome> {
     let config = globals.load_config()?;
     let store = open_store(&config)?;
-    let scorer = scorer(&config)?;
+    let scorer = cli_scorer(&config)?;
     let client = UyuniClient::new(&client_config(&config.uyuni)?)
         .context("cannot set up the UYUNI client")?;
     let source = UyuniSource::new(Arc::new(client));

@@ -149,6 +149,9 @@ async fn engine(config: &Config, store: Store, json: bool) -> anyhow::Result<Arc
         None => None,
     };
     let engine = TestEngine::new(store, host, uyuni, prom, config.test.clone());
+    engine.set_ansible(std::sync::Arc::new(
+        crate::engine::ansible::AnsibleExecutor::from_config(config),
+    ));
     Ok(if json {
         engine
     } else {

@@ -291,3 +291,61 @@ fn warnings_for_insecure_settings() {
     assert_eq!(c.warnings().len(), 1);
     assert!(Config::default().warnings().is_empty());
 }
+
+#[test]
+fn ansible_settings_are_checked_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = write(
+        &dir,
+        "ok.toml",
+        "[ansible]\nconnection = \"local\"\nforks = 5\n\n[ansible.host_vars]\nansible_user = \"spm\"\nansible_ssh_private_key_file = \"/etc/spm/id\"\n\n[ansible.hosts.\"web-01\"]\naddress = \"10.0.0.5\"\nvars = { ansible_port = 2222 }\n",
+    );
+    let c = load(Some(ok), &[], &[]).unwrap();
+    assert_eq!(
+        c.ansible.hosts["web-01"].address.as_deref(),
+        Some("10.0.0.5")
+    );
+    assert_eq!(
+        c.ansible.playbook_dir(std::path::Path::new("scripts")),
+        std::path::PathBuf::from("scripts/ansible")
+    );
+    for (body, key, words) in [
+        (
+            "[ansible.host_vars]\nansible_password = \"x\"\n",
+            "ansible.host_vars",
+            "looks like a secret",
+        ),
+        (
+            "[ansible.hosts.\"w\"]\nvars = { spm_packages = [\"x\"] }\n",
+            "ansible.hosts.w.vars",
+            "set by spm",
+        ),
+        (
+            "[ansible.hosts.\"w\"]\nvars = { ansible_host = \"x\" }\n",
+            "ansible.hosts.w.vars",
+            "address",
+        ),
+        (
+            "[ansible.hosts.\"w\"]\naddress = \"x;reboot\"\n",
+            "ansible.hosts.w.address",
+            "not a hostname",
+        ),
+        (
+            "[ansible]\nconnection = \"ssh -o x\"\n",
+            "ansible.connection",
+            "plugin",
+        ),
+        (
+            "[ansible]\nforks = 0\n",
+            "ansible.forks",
+            "between 1 and 1000",
+        ),
+    ] {
+        let p = write(&dir, "bad.toml", body);
+        let msg = load(Some(p), &[], &[]).unwrap_err().to_string();
+        assert!(msg.contains(key) && msg.contains(words), "{body}: {msg}");
+    }
+    // The environment reaches the section too.
+    let c = load(None, &[("SPM_ANSIBLE__CONNECTION", "local")], &[]).unwrap();
+    assert_eq!(c.ansible.connection.as_deref(), Some("local"));
+}

@@ -1,5 +1,6 @@
 //! Orchestration: sync, scoring, queue, test engine, approvals, policy runs, compliance.
 
+pub mod ansible;
 pub mod approvals;
 pub mod compliance;
 pub mod notify;

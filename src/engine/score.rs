@@ -280,6 +280,39 @@ pub struct ScoreResult {
     pub breakdown: Vec<ScoreTerm>,
 }
 
+/// What the optional score hook sees for one advisory.
+#[derive(Debug, Clone, Serialize)]
+pub struct HookInput<'a> {
+    /// Advisory name.
+    pub advisory: &'a str,
+    /// Advisory type.
+    pub advisory_type: &'a str,
+    /// Severity.
+    pub severity: &'a str,
+    /// Package list (`None` when unknown).
+    pub packages: Option<&'a [ScorePackage]>,
+    /// UYUNI's reboot-suggested flag.
+    pub reboot_suggested: bool,
+    /// Earlier tests.
+    pub history: ScoreHistory,
+    /// The analysed factors.
+    pub factors: &'a ScoreFactors,
+    /// Every term computed so far.
+    pub terms: &'a [ScoreTerm],
+    /// The score before the hook (unclamped).
+    pub base_score: i64,
+    /// Whether the package data was incomplete.
+    pub low_confidence: bool,
+}
+
+/// An adjuster of computed scores (the Lua `scripts/score.lua` hook lives in
+/// `crate::host::score_hook`). It returns adjustments with reasons or an error that the
+/// breakdown records; it never stops a score from being computed.
+pub trait ScoreHook: Send + Sync + std::fmt::Debug {
+    /// Adjustments for `input`; `Ok(vec![])` when the hook has nothing to say or is absent.
+    fn adjust(&self, input: &HookInput<'_>) -> Result<Vec<ScoreAdjustment>, String>;
+}
+
 /// A compiled [`ScoreConfig`], ready to score many advisories.
 #[derive(Debug, Clone)]
 pub struct Scorer {
@@ -287,6 +320,7 @@ pub struct Scorer {
     kernel: Vec<Regex>,
     reboot: Vec<Regex>,
     config_re: Vec<Regex>,
+    hook: Option<std::sync::Arc<dyn ScoreHook>>,
 }
 
 fn compile(list: &'static str, patterns: &[String]) -> Result<Vec<Regex>, ScoreConfigError> {
@@ -320,7 +354,14 @@ impl Scorer {
             kernel,
             reboot,
             config_re,
+            hook: None,
         })
+    }
+
+    /// The same scorer with `hook` adjusting every score after the formula.
+    pub fn with_hook(mut self, hook: std::sync::Arc<dyn ScoreHook>) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     /// The configuration this scorer was built from.
@@ -493,6 +534,40 @@ impl Scorer {
         }
         for a in &input.adjustments {
             push("adjustment", a.delta, a.reason.clone());
+        }
+        if let Some(hook) = &self.hook {
+            let base_score = 100 + terms.iter().map(|t| t.points).sum::<i64>();
+            let hook_input = HookInput {
+                advisory: &input.advisory,
+                advisory_type: &input.advisory_type,
+                severity: &input.severity,
+                packages: input.packages.as_deref(),
+                reboot_suggested: input.reboot_suggested,
+                history: input.history,
+                factors: &factors,
+                terms: &terms,
+                base_score,
+                low_confidence,
+            };
+            match hook.adjust(&hook_input) {
+                Ok(adjustments) => {
+                    for a in adjustments {
+                        terms.push(ScoreTerm {
+                            factor: "hook".into(),
+                            points: a.delta,
+                            reason: a.reason,
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(advisory = %input.advisory, "score hook failed: {e}");
+                    terms.push(ScoreTerm {
+                        factor: "hook_error".into(),
+                        points: 0,
+                        reason: format!("score hook failed, no adjustment applied: {e}"),
+                    });
+                }
+            }
         }
         let unclamped = 100 + terms.iter().map(|t| t.points).sum::<i64>();
         ScoreResult {

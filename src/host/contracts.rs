@@ -189,6 +189,11 @@ const CHECK: &[Field] = &[
     f("description", FieldType::String, false),
     f("run", FieldType::Function, true),
 ];
+const SCORE: &[Field] = &[
+    f("name", FieldType::String, false),
+    f("description", FieldType::String, false),
+    f("adjust", FieldType::Function, true),
+];
 const SPEC: &[Field] = &[
     f("description", FieldType::String, false),
     f("cases", FieldType::Function, true),
@@ -200,6 +205,7 @@ fn fields(kind: ScriptKind) -> Option<&'static [Field]> {
         ScriptKind::Rollback => Some(ROLLBACK),
         ScriptKind::Check => Some(CHECK),
         ScriptKind::Spec => Some(SPEC),
+        ScriptKind::Score => Some(SCORE),
         ScriptKind::Policy | ScriptKind::Lib => None,
     }
 }

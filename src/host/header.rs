@@ -21,6 +21,8 @@ pub enum ScriptKind {
     Lib,
     /// A script spec run by `spm spec`.
     Spec,
+    /// The optional Success Score hook (`scripts/score.lua`).
+    Score,
 }
 
 impl ScriptKind {
@@ -32,6 +34,7 @@ impl ScriptKind {
         ScriptKind::Policy,
         ScriptKind::Lib,
         ScriptKind::Spec,
+        ScriptKind::Score,
     ];
 
     /// The name written in headers.
@@ -43,6 +46,7 @@ impl ScriptKind {
             ScriptKind::Policy => "policy",
             ScriptKind::Lib => "lib",
             ScriptKind::Spec => "spec",
+            ScriptKind::Score => "score",
         }
     }
 

@@ -17,6 +17,7 @@ pub mod reload;
 pub mod resolve;
 pub mod runner;
 pub mod sandbox;
+pub mod score_hook;
 pub mod scriptset;
 pub mod services;
 pub mod spec;

@@ -147,6 +147,8 @@ pub fn expected_kind(path: &str) -> Option<ScriptKind> {
         Some(ScriptKind::Rollback)
     } else if path.starts_with("scripts/checks/") {
         Some(ScriptKind::Check)
+    } else if path == crate::host::score_hook::SCORE_SCRIPT {
+        Some(ScriptKind::Score)
     } else {
         None
     }

@@ -8,6 +8,46 @@ pub const META_PATH: &str = "scripts/types/spm.meta.lua";
 /// Editor configuration, relative to the root.
 pub const LUARC_PATH: &str = ".luarc.json";
 
+/// The context and answer of the optional `scripts/score.lua` hook
+/// ([`crate::host::score_hook`]).
+const SCORE_HOOK_TYPES: &str = "\
+---@class spm.ScoreFactors
+---@field affects_kernel boolean
+---@field requires_reboot boolean
+---@field modifies_config boolean
+---@field package_count integer
+---@field dependency_count integer
+---@field total_size_kb integer
+---@field kernel_packages string[]
+---@field reboot_packages string[]
+---@field config_packages string[]
+---@field unsized_packages string[]
+
+---@class spm.ScoreTerm
+---@field factor string
+---@field points integer
+---@field reason string
+
+--- What `adjust(ctx)` of scripts/score.lua receives for one advisory.
+---@class spm.ScoreCtx
+---@field advisory string
+---@field advisory_type string
+---@field severity string
+---@field packages? {name: string, size_bytes?: integer}[]
+---@field reboot_suggested boolean
+---@field history {times_tested: integer, times_failed: integer}
+---@field factors spm.ScoreFactors
+---@field terms spm.ScoreTerm[]
+---@field base_score integer
+---@field low_confidence boolean
+
+--- One adjustment `adjust(ctx)` returns: points (-100..100) and why.
+---@class spm.ScoreAdjustment
+---@field delta integer
+---@field reason string
+
+";
+
 /// The `---@meta` file for the whole `spm` API.
 pub fn meta_lua() -> String {
     let mut o = String::new();
@@ -21,6 +61,7 @@ pub fn meta_lua() -> String {
         .collect();
     o.push_str(&format!("---@alias spm.ErrorKind {}\n\n", kinds.join("|")));
     o.push_str("---@class spm.Error\n---@field kind spm.ErrorKind\n---@field message string\n---@field retryable? boolean\n\n");
+    o.push_str(SCORE_HOOK_TYPES);
     for m in MODULES {
         let name = m.lua_name();
         o.push_str(&format!("--- {}\n---@class {name}\n", m.doc));

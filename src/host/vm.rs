@@ -83,6 +83,14 @@ impl Deadline {
         self.nanos.fetch_min(n, Ordering::Relaxed);
     }
 
+    /// Move the deadline to `d` from now, later or earlier (a long-lived VM that runs one
+    /// short call after another, such as the score hook, gives each call its own budget).
+    pub fn reset(&self, d: Duration) {
+        let target = self.base.elapsed().saturating_add(d);
+        let n = u64::try_from(target.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.store(n, Ordering::Relaxed);
+    }
+
     /// Time left (zero when passed).
     pub fn remaining(&self) -> Duration {
         let at = Duration::from_nanos(self.nanos.load(Ordering::Relaxed));

@@ -303,10 +303,21 @@ pub async fn start_scripts(
     Ok(host)
 }
 
+/// The Success Score calculator from `[score]`, adjusted by `scripts/score.lua` as the
+/// script host currently has it (edits take effect on the next score).
+pub fn scorer(config: &Config, host: &Arc<ScriptHost>) -> anyhow::Result<Arc<Scorer>> {
+    let plain = Scorer::new((&config.score).into()).context("invalid [score] configuration")?;
+    let host = host.clone();
+    let hook = crate::host::score_hook::LuaScoreHook::start(Arc::new(move || host.current()))
+        .context("starting the score hook thread")?;
+    Ok(Arc::new(plain.with_hook(hook)))
+}
+
 /// The periodic errata sync followed by the auto-queue rule.
 pub fn start_sync(
     store: &Store,
     config: &Config,
+    scorer: Arc<Scorer>,
     notifier: Option<Notifier>,
     service: &mut Service,
 ) -> anyhow::Result<Option<Arc<UyuniClient>>> {
@@ -318,8 +329,6 @@ pub fn start_sync(
         UyuniClient::new(&crate::cli::sync::client_config(&config.uyuni)?)
             .context("building the UYUNI client")?,
     );
-    let scorer =
-        Arc::new(Scorer::new((&config.score).into()).context("invalid [score] configuration")?);
     let sync_config = SyncConfig::from(&config.sync);
     let rule = AutoQueueRule::from(&config.queue);
     let every = Duration::from_secs(config.sync.interval_secs.max(10));
@@ -408,6 +417,11 @@ pub async fn start_tests(
         None => None,
     };
     let engine = TestEngine::new(store.clone(), host, uyuni, prom, config.test.clone());
+    let ansible = Arc::new(crate::engine::ansible::AnsibleExecutor::from_config(config));
+    engine.set_ansible(ansible.clone());
+    service
+        .state
+        .update_features(|f| f.ansible = Some(ansible.clone()));
     let report = engine
         .recover()
         .await
@@ -453,6 +467,7 @@ pub async fn start_scheduler(
     store: &Store,
     host: Arc<ScriptHost>,
     uyuni: Arc<UyuniClient>,
+    ansible: Option<Arc<crate::engine::ansible::AnsibleExecutor>>,
     service: &mut Service,
 ) -> anyhow::Result<()> {
     let cache = Arc::new(std::sync::Mutex::new(load_policies(&host).await));
@@ -484,6 +499,7 @@ pub async fn start_scheduler(
         let load = move || cache.lock().map(|c| c.clone()).unwrap_or_default();
         crate::engine::rollout::scheduler::run_loop(
             uyuni,
+            ansible,
             store,
             load,
             Duration::from_secs(30),

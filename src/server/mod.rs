@@ -118,6 +118,8 @@ pub struct Features {
     pub tests: Option<Arc<crate::engine::testing::TestEngine>>,
     /// The UYUNI client (patch runs, the dashboard's rollback of selected hosts).
     pub uyuni: Option<Arc<crate::services::uyuni::UyuniClient>>,
+    /// The Ansible executor (patch runs of `executor = "ansible"` policies).
+    pub ansible: Option<Arc<crate::engine::ansible::AnsibleExecutor>>,
 }
 
 impl Default for Features {
@@ -130,6 +132,7 @@ impl Default for Features {
             scripts: None,
             tests: None,
             uyuni: None,
+            ansible: None,
         }
     }
 }

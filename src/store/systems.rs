@@ -142,3 +142,71 @@ mod tests {
         ));
     }
 }
+
+/// What the Ansible executor needs to reach a system: addresses, OS, groups, tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemAddress {
+    /// UYUNI system id.
+    pub id: i64,
+    /// Profile name.
+    pub name: String,
+    /// Hostname, when known.
+    pub hostname: Option<String>,
+    /// IPv4 address, when known.
+    pub ip: Option<String>,
+    /// `ubuntu`, `debian`, `rhel` or `unknown`.
+    pub os: String,
+    /// Environment (`prod`, `test`), when set.
+    pub env: Option<String>,
+    /// Group names.
+    pub groups: Vec<String>,
+    /// Tags (string values).
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+fn row_to_address(r: &rusqlite::Row<'_>) -> rusqlite::Result<SystemAddress> {
+    let groups: String = r.get("groups")?;
+    let tags: String = r.get("tags")?;
+    let tags = serde_json::from_str::<serde_json::Value>(&tags)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .map(|m| {
+            m.into_iter()
+                .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(SystemAddress {
+        id: r.get("id")?,
+        name: r.get("name")?,
+        hostname: r.get("hostname")?,
+        ip: r.get("ip")?,
+        os: r.get("os")?,
+        env: r.get("env")?,
+        groups: serde_json::from_str(&groups).unwrap_or_default(),
+        tags,
+    })
+}
+
+/// Address facts of the systems with these ids (unknown ids are left out).
+pub fn addresses_by_id(conn: &Connection, ids: &[i64]) -> StoreResult<Vec<SystemAddress>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, name, hostname, ip, os, env, groups, tags FROM systems WHERE id = ?1",
+    )?;
+    let mut out = Vec::new();
+    for id in ids {
+        if let Some(a) = st.query_row([id], row_to_address).optional()? {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// Address facts of the systems with this profile name (UYUNI allows duplicates).
+pub fn addresses_by_name(conn: &Connection, name: &str) -> StoreResult<Vec<SystemAddress>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, name, hostname, ip, os, env, groups, tags FROM systems WHERE name = ?1 ORDER BY id",
+    )?;
+    let rows = st.query_map([name], row_to_address)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -4,9 +4,12 @@
 //! errata are applied with one `system.scheduleApplyErrata` per distinct errata set (so
 //! UYUNI groups the systems into few actions), waited for with the client's backing-off
 //! action waiter, then verified: relevance re-read from UYUNI in one call, and the policy's
-//! `verify_host` hook. The error budget is checked after every batch; when it trips, or a
-//! cancel is requested, no new host starts and the hosts in flight finish. Every status
-//! change goes through the run/host state machines in the store.
+//! `verify_host` hook. With `executor = "ansible"` the batch is patched by the policy's
+//! playbook instead and verified by a compliance scan (`execute/ansible_exec.rs`); per-host
+//! results land in the same rows and count against the same budget. The error budget is
+//! checked after every batch; when it trips, or a cancel is requested, no new host starts
+//! and the hosts in flight finish. Every status change goes through the run/host state
+//! machines in the store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,11 +19,14 @@ use chrono::Utc;
 use futures::future::join_all;
 use serde::Serialize;
 
+mod ansible_exec;
+
 use super::budget::BudgetState;
 use super::hooks::{self, HOOK_TIMEOUT};
 use super::plan::{self, HostInput, Plan, PlannedHost};
-use super::policy::{Executor, LoadedPolicy, RollbackMode};
+use super::policy::{AnsibleVerify, Executor, LoadedPolicy, RollbackMode};
 use super::rollback;
+use crate::engine::ansible::AnsibleExecutor;
 use crate::engine::state::{QueueStatus, RunHostStatus as H, RunStatus as R, TransitionError};
 use crate::services::uyuni::{SystemOutcome, UyuniClient, UyuniError, WaitOptions};
 use crate::store::audit::{self, AuditEntry};
@@ -62,6 +68,8 @@ pub struct RunOptions {
     pub action_deadline: Duration,
     /// Called on every progress change.
     pub progress: Option<ProgressFn>,
+    /// The Ansible executor, for policies with `executor = "ansible"`.
+    pub ansible: Option<Arc<AnsibleExecutor>>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -85,6 +93,7 @@ impl RunOptions {
             lease: Duration::from_secs(120),
             action_deadline: Duration::from_secs(3600),
             progress: None,
+            ansible: None,
         }
     }
 }
@@ -131,7 +140,7 @@ pub struct RunSummary {
     pub cancelled: usize,
     /// Why it stopped early.
     pub reason: Option<String>,
-    /// UYUNI actions scheduled to apply errata, per wave.
+    /// UYUNI actions scheduled to apply errata, per wave (0 with the Ansible executor).
     pub apply_actions_per_wave: Vec<usize>,
 }
 
@@ -445,32 +454,18 @@ impl Exec<'_> {
         Ok(good)
     }
 
-    /// Apply, reboot and verify one batch. Returns the number of apply actions scheduled.
-    async fn batch(
+    /// EXECUTE through UYUNI: one `scheduleApplyErrata` per distinct errata set, waited
+    /// for, then reboots where the policy and the errata ask for one. Returns the hosts
+    /// applied and the number of apply actions.
+    async fn apply_uyuni(
         &mut self,
-        batch: &[&PlannedHost],
+        started: &[i64],
+        by_id: &BTreeMap<i64, &PlannedHost>,
         window_end: Option<chrono::DateTime<Utc>>,
-    ) -> Result<usize, RunError> {
-        let by_id: BTreeMap<i64, &PlannedHost> = batch.iter().map(|h| (h.system_id, *h)).collect();
-        let (started, from) = if self.policy.policy.pre_patch_snapshot {
-            self.advance(R::Snapshotting, RunUpdate::default()).await?;
-            (self.snapshot(batch).await?, H::Snapshotting)
-        } else {
-            (batch.iter().map(|h| h.system_id).collect(), H::Pending)
-        };
-        self.advance(R::Executing, RunUpdate::default()).await?;
-        self.hosts(started.clone(), from, H::Running, HostUpdate::default())
-            .await?;
-        self.progress("executing", started.len());
-        self.batch_failed.clear();
-        let auto_rollback = self.policy.policy.rollback_on_failure == RollbackMode::Auto;
-        let mut started = started;
-        if auto_rollback && !started.is_empty() {
-            started = self.capture(&started, &by_id).await?;
-        }
+    ) -> Result<(Vec<i64>, usize), RunError> {
         // One scheduleApplyErrata per distinct errata set.
         let mut groups: BTreeMap<Vec<i64>, Vec<i64>> = BTreeMap::new();
-        for sid in &started {
+        for sid in started {
             if let Some(h) = by_id.get(sid) {
                 let mut set = h.errata_ids.clone();
                 set.sort_unstable();
@@ -610,6 +605,37 @@ impl Exec<'_> {
                 }
             }
         }
+        Ok((applied, actions))
+    }
+
+    /// Apply, reboot and verify one batch. Returns the number of apply actions scheduled.
+    async fn batch(
+        &mut self,
+        batch: &[&PlannedHost],
+        window_end: Option<chrono::DateTime<Utc>>,
+    ) -> Result<usize, RunError> {
+        let by_id: BTreeMap<i64, &PlannedHost> = batch.iter().map(|h| (h.system_id, *h)).collect();
+        let (started, from) = if self.policy.policy.pre_patch_snapshot {
+            self.advance(R::Snapshotting, RunUpdate::default()).await?;
+            (self.snapshot(batch).await?, H::Snapshotting)
+        } else {
+            (batch.iter().map(|h| h.system_id).collect(), H::Pending)
+        };
+        self.advance(R::Executing, RunUpdate::default()).await?;
+        self.hosts(started.clone(), from, H::Running, HostUpdate::default())
+            .await?;
+        self.progress("executing", started.len());
+        self.batch_failed.clear();
+        let auto_rollback = self.policy.policy.rollback_on_failure == RollbackMode::Auto;
+        let mut started = started;
+        if auto_rollback && !started.is_empty() {
+            started = self.capture(&started, &by_id).await?;
+        }
+        let (mut applied, actions) = if self.policy.policy.executor == Executor::Ansible {
+            (self.apply_ansible(&started, &by_id, window_end).await?, 0)
+        } else {
+            self.apply_uyuni(&started, &by_id, window_end).await?
+        };
         // VERIFY.
         self.advance(R::Verifying, RunUpdate::default()).await?;
         self.hosts(
@@ -621,7 +647,14 @@ impl Exec<'_> {
         .await?;
         self.progress("verifying", applied.len());
         let mut still: BTreeMap<i64, Vec<String>> = BTreeMap::new();
-        if !applied.is_empty() {
+        let verify = match (self.policy.policy.executor, &self.policy.policy.ansible) {
+            (Executor::Uyuni, _) => AnsibleVerify::Uyuni,
+            (Executor::Ansible, a) => a.as_ref().map(|a| a.verify).unwrap_or_default(),
+        };
+        if verify == AnsibleVerify::Scan && !applied.is_empty() {
+            applied = self.verify_scan(applied, &by_id).await?;
+        }
+        if verify == AnsibleVerify::Uyuni && !applied.is_empty() {
             match self.client.relevant_errata_many(&applied).await {
                 Ok(list) => {
                     for se in list {
@@ -812,10 +845,8 @@ pub async fn execute(
 ) -> Result<RunSummary, RunError> {
     let p = &policy.policy;
     if p.executor == Executor::Ansible {
-        return Err(RunError::Invalid(format!(
-            "{}: executor \"ansible\" is not available in this build; use executor = \"uyuni\"",
-            policy.path
-        )));
+        // Refused before the run row exists: nothing is changed.
+        ansible_exec::preflight(policy, opts)?;
     }
     // PLAN → row, hosts, audit.
     let new = NewRun {

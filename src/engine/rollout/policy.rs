@@ -73,6 +73,9 @@ pub struct Policy {
     /// Who applies the errata.
     #[serde(default)]
     pub executor: Executor,
+    /// Settings of `executor = "ansible"` (playbook, verification, variables).
+    #[serde(default)]
+    pub ansible: Option<AnsiblePolicy>,
     /// Hook functions defined (names only; the functions stay in Lua).
     #[serde(skip)]
     pub hooks: BTreeSet<String>,
@@ -392,8 +395,77 @@ pub enum Executor {
     /// `system.scheduleApplyErrata` through UYUNI.
     #[default]
     Uyuni,
-    /// Ansible playbooks (another component).
+    /// An Ansible playbook run by spm against the wave's systems (see [`AnsiblePolicy`]).
     Ansible,
+}
+
+/// How a host patched by Ansible is verified.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnsibleVerify {
+    /// Run the scan playbook (`scan-compliance.yml`): the host fails when a package
+    /// (Debian family) or advisory (RHEL) of its errata is still pending.
+    #[default]
+    Scan,
+    /// Re-read relevance from UYUNI, as the UYUNI executor does (needs UYUNI to have seen
+    /// the new package versions).
+    Uyuni,
+    /// The patch playbook's own result is the verdict.
+    None,
+}
+
+/// `ansible = { ... }`: how `executor = "ansible"` patches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnsiblePolicy {
+    /// Patch playbook in the playbook directory; default `patch-rhel.yml` for RHEL,
+    /// `patch-ubuntu.yml` for Ubuntu and Debian.
+    #[serde(default)]
+    pub playbook: Option<String>,
+    /// How VERIFY checks a host.
+    #[serde(default)]
+    pub verify: AnsibleVerify,
+    /// Scan playbook for `verify = "scan"` (default `scan-compliance.yml`).
+    #[serde(default)]
+    pub scan_playbook: Option<String>,
+    /// Extra variables for both playbooks (e.g. `spm_become = false`).
+    #[serde(default)]
+    pub extra_vars: serde_json::Map<String, serde_json::Value>,
+    /// Parallel hosts (`--forks`); default `max_parallel`.
+    #[serde(default)]
+    pub forks: Option<u32>,
+    /// Longest a playbook may run per batch (`"2h"`); default the window or
+    /// `[ansible] timeout_secs`.
+    #[serde(default)]
+    pub timeout: Option<DurationSpec>,
+}
+
+/// Variables the executor sets per host; a policy may not set them in `extra_vars`
+/// (extra variables would override every host's own value).
+pub const ANSIBLE_HOST_VARS: &[&str] = &[
+    "spm_packages",
+    "spm_advisories",
+    "spm_errata",
+    "spm_reboot",
+    "spm_system_id",
+    "spm_targets",
+];
+
+impl AnsiblePolicy {
+    /// The patch playbook for an OS family.
+    pub fn playbook_for(&self, family: &str) -> String {
+        self.playbook.clone().unwrap_or_else(|| match family {
+            "rhel" => "patch-rhel.yml".into(),
+            _ => "patch-ubuntu.yml".into(),
+        })
+    }
+
+    /// The scan playbook.
+    pub fn scan_playbook(&self) -> String {
+        self.scan_playbook
+            .clone()
+            .unwrap_or_else(|| "scan-compliance.yml".into())
+    }
 }
 
 impl Policy {
@@ -548,6 +620,66 @@ impl Policy {
                 "patch_level",
                 format!("`errata.patch_level` {l:?} is not a month YYYY-MM"),
             );
+        }
+        if let Some(a) = &self.ansible {
+            if self.executor != Executor::Ansible {
+                bad(
+                    "ansible",
+                    "`ansible` settings need `executor = \"ansible\"`".into(),
+                );
+            }
+            for (key, name) in [
+                ("playbook", &a.playbook),
+                ("scan_playbook", &a.scan_playbook),
+            ] {
+                if let Some(n) = name {
+                    let ok = !n.starts_with('/')
+                        && !n.split('/').any(|c| c == ".." || c.is_empty())
+                        && (n.ends_with(".yml") || n.ends_with(".yaml"));
+                    if !ok {
+                        bad(
+                            key,
+                            format!(
+                                "`ansible.{key}` {n:?} must be a .yml file inside the playbook directory (no `..`, not absolute)"
+                            ),
+                        );
+                    }
+                }
+            }
+            for k in a.extra_vars.keys() {
+                let ident = k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !ident {
+                    bad(
+                        "extra_vars",
+                        format!("`ansible.extra_vars` has {k:?}, not a variable name"),
+                    );
+                } else if ANSIBLE_HOST_VARS.contains(&k.as_str()) {
+                    bad(
+                        "extra_vars",
+                        format!(
+                            "`ansible.extra_vars.{k}` is set per host by spm from the plan; it cannot be set for every host"
+                        ),
+                    );
+                }
+            }
+            if let Some(f) = a.forks
+                && !(1..=1000).contains(&f)
+            {
+                bad(
+                    "forks",
+                    format!("`ansible.forks` {f} is not between 1 and 1000"),
+                );
+            }
+            if let Some(t) = &a.timeout {
+                match t.get() {
+                    Ok(d) if d.is_zero() => {
+                        bad("timeout", "`ansible.timeout` must be above 0".into())
+                    }
+                    Ok(_) => {}
+                    Err(e) => bad("timeout", format!("`ansible.timeout`: {e}")),
+                }
+            }
         }
         if let Err(m) = self.waves.canary.percent() {
             bad("canary", format!("`waves.canary`: {m}"));
@@ -751,6 +883,7 @@ const TOP_KEYS: &[&str] = &[
     "error_budget",
     "rollback_on_failure",
     "executor",
+    "ansible",
 ];
 
 /// Build a [`Policy`] from the returned table, or every problem found (each naming a key).
@@ -778,6 +911,7 @@ pub fn policy_from_table(t: &Table) -> Result<Policy, Vec<KeyProblem>> {
             "errata",
             "waves",
             "error_budget",
+            "ansible",
         ];
         if tables.contains(&k.as_str()) && !v.is_object() {
             problems.push(KeyProblem {
@@ -1021,5 +1155,46 @@ return {
         assert!(e.contains("at most 100%"), "{e}");
         let e = err_of(&GOOD.replace("---@spm api=1 kind=policy", "---@spm api=1 kind=phase"));
         assert!(e.contains("kind=policy"), "{e}");
+    }
+
+    #[test]
+    fn ansible_settings_are_validated() {
+        let with = |settings: &str| {
+            GOOD.replace(
+                "  hooks =",
+                &format!("  executor = \"ansible\",\n  ansible = {settings},\n  hooks ="),
+            )
+        };
+        let p = load(&with(
+            "{ verify = \"none\", extra_vars = { spm_become = false }, timeout = \"2h\" }",
+        ))
+        .unwrap()
+        .policy;
+        let a = p.ansible.clone().unwrap();
+        assert_eq!(a.verify, AnsibleVerify::None);
+        assert_eq!(a.playbook_for(p.os_family()), "patch-rhel.yml");
+        assert_eq!(a.scan_playbook(), "scan-compliance.yml");
+        assert_eq!(
+            AnsiblePolicy::default().playbook_for("debian"),
+            "patch-ubuntu.yml"
+        );
+        let e = err_of(&with("{ playbook = \"../x.yml\" }"));
+        assert!(
+            e.contains("policies/t.lua:13:") && e.contains("ansible.playbook"),
+            "{e}"
+        );
+        let e = err_of(&with("{ extra_vars = { spm_packages = { \"x\" } } }"));
+        assert!(e.contains("set per host by spm"), "{e}");
+        let e = err_of(&with("{ verify = \"maybe\" }"));
+        assert!(
+            e.contains("`ansible`") && e.contains("maybe") && e.contains("scan"),
+            "{e}"
+        );
+        let e = err_of(&with("{ forks = 0 }"));
+        assert!(e.contains("between 1 and 1000"), "{e}");
+        let e = err_of(&with("{ playbok = \"x.yml\" }"));
+        assert!(e.contains("playbok"), "{e}");
+        let e = err_of(&GOOD.replace("  hooks =", "  ansible = { verify = \"scan\" },\n  hooks ="));
+        assert!(e.contains("need `executor = \"ansible\"`"), "{e}");
     }
 }

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::execute::{self, RunOptions};
 use super::policy::LoadedPolicy;
+use crate::engine::ansible::AnsibleExecutor;
 use crate::engine::approvals;
 use crate::services::uyuni::UyuniClient;
 use crate::store::audit::{self, AuditEntry};
@@ -111,6 +112,19 @@ pub async fn tick(
     now: DateTime<Utc>,
     grace: Duration,
 ) -> (Vec<TickEvent>, Vec<tokio::task::JoinHandle<()>>) {
+    tick_with(client, None, store, policies, prev, now, grace).await
+}
+
+/// [`tick`] with the Ansible executor for `executor = "ansible"` policies.
+pub async fn tick_with(
+    client: Arc<UyuniClient>,
+    ansible: Option<Arc<AnsibleExecutor>>,
+    store: &Store,
+    policies: &[LoadedPolicy],
+    prev: DateTime<Utc>,
+    now: DateTime<Utc>,
+    grace: Duration,
+) -> (Vec<TickEvent>, Vec<tokio::task::JoinHandle<()>>) {
     let mut events = Vec::new();
     let mut tasks = Vec::new();
     if let Err(e) = approvals::expire_snoozes(store, now) {
@@ -151,9 +165,11 @@ pub async fn tick(
                     continue;
                 }
                 let (client, store2, lp2) = (client.clone(), store.clone(), lp.clone());
+                let ansible = ansible.clone();
                 tasks.push(tokio::spawn(async move {
                     let mut opts = RunOptions::manual("scheduler");
                     opts.trigger = "cron".into();
+                    opts.ansible = ansible;
                     let res = async {
                         let plan = execute::build_plan(&client, &store2, &lp2).await?;
                         execute::execute(&client, &store2, &lp2, plan, &opts).await
@@ -178,6 +194,7 @@ pub async fn tick(
 /// by the host). Runs in flight are awaited before returning.
 pub async fn run_loop(
     client: Arc<UyuniClient>,
+    ansible: Option<Arc<AnsibleExecutor>>,
     store: Store,
     load: impl Fn() -> Vec<LoadedPolicy>,
     every: Duration,
@@ -191,8 +208,16 @@ pub async fn run_loop(
             _ = tokio::time::sleep(every) => {}
         }
         let now = Utc::now();
-        let (events, mut started) =
-            tick(client.clone(), &store, &load(), prev, now, DEFAULT_GRACE).await;
+        let (events, mut started) = tick_with(
+            client.clone(),
+            ansible.clone(),
+            &store,
+            &load(),
+            prev,
+            now,
+            DEFAULT_GRACE,
+        )
+        .await;
         for e in events {
             tracing::info!(policy = %e.policy_id, what = %e.what, "{}", e.detail);
         }

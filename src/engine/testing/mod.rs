@@ -64,6 +64,8 @@ pub struct TestEngine {
     pub(crate) running: Mutex<HashMap<i64, CancellationToken>>,
     /// Stops the dispatcher.
     pub(crate) shutdown: CancellationToken,
+    /// The Ansible executor behind `spm.ansible` in phases, once set.
+    pub(crate) ansible: std::sync::OnceLock<Arc<crate::engine::ansible::AnsibleExecutor>>,
 }
 
 impl std::fmt::Debug for TestEngine {
@@ -76,6 +78,11 @@ impl std::fmt::Debug for TestEngine {
 }
 
 impl TestEngine {
+    /// Give phases `spm.ansible` over `executor` (once; later calls are ignored).
+    pub fn set_ansible(&self, executor: Arc<crate::engine::ansible::AnsibleExecutor>) {
+        let _ = self.ansible.set(executor);
+    }
+
     /// An engine over the given services.
     pub fn new(
         store: Store,
@@ -98,6 +105,7 @@ impl TestEngine {
             progress: Arc::new(Silent),
             locks: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
+            ansible: std::sync::OnceLock::new(),
             shutdown: CancellationToken::new(),
         })
     }

@@ -117,6 +117,13 @@ impl TestEngine {
             prom: self.prom.clone().map(|p| {
                 Arc::new(PromAdapter::new(p)) as Arc<dyn crate::host::services::PromService>
             }),
+            ansible: self.ansible.get().map(|ex| {
+                Arc::new(crate::engine::ansible::lua::LuaAnsible::new(
+                    ex.clone(),
+                    Some(self.store.clone()),
+                    cancel.clone(),
+                )) as Arc<dyn crate::host::services::AnsibleService>
+            }),
             store: Some(self.store.clone()),
             recorder: Some(recorder.clone()),
             ..Services::default()

@@ -339,12 +339,18 @@ fn build_prom(lua: &Lua, services: &Services) -> mlua::Result<Table> {
 /// `spm.ansible`.
 pub const ANSIBLE: ModuleDef = ModuleDef {
     name: "ansible",
-    doc: "Ansible playbooks from scripts/ansible.",
+    doc: "Ansible playbooks from the playbook directory ([ansible] playbook_dir, default scripts/ansible).",
     functions: &[FnDef {
         name: "run_playbook",
-        params: &[("path", "string"), OPTS],
-        returns: "table",
-        doc: "Run a playbook and wait for it.",
+        params: &[
+            ("path", "string"),
+            (
+                "opts",
+                "{hosts: (integer|string|{name: string, address?: string, os?: string, groups?: string[], tags?: table<string, string>, vars?: table})[], extra_vars?: table, check?: boolean, diff?: boolean, limit?: string, forks?: integer, timeout?: number|string, tags?: string|string[], skip_tags?: string|string[]}",
+            ),
+        ],
+        returns: "{playbook: string, status: \"succeeded\"|\"failed\", ok: boolean, rc: integer?, check: boolean, elapsed_ms: integer, hosts: table<string, {status: \"ok\"|\"changed\"|\"failed\"|\"unreachable\", ok: integer, changed: integer, failed: integer, unreachable: integer, skipped: integer, rescued: integer, ignored: integer, failed_task: string?, message: string?, report: table?}>, failed_hosts: string[]}",
+        doc: "Run a playbook (a path inside the playbook directory; `..` and paths outside are refused) against UYUNI systems (ids or names, resolved through the database and [ansible] overrides) or inventory tables, and wait for it. Per-task progress goes to the log; a missing ansible-playbook is a config error.",
         is_async: true,
     }],
     build: build_ansible,

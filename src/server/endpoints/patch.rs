@@ -278,6 +278,7 @@ pub async fn start_run(
     let mut opts = RunOptions::manual(&who.name);
     opts.trigger = "api".into();
     opts.source_addr = who.source_addr.clone();
+    opts.ansible = features.ansible.clone();
     opts.progress = Some(std::sync::Arc::new(move |p: &Progress| {
         if let Ok(mut s) = slot.lock()
             && let Some(tx) = s.take()

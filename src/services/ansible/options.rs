@@ -63,6 +63,10 @@ pub struct RunOptions {
     pub timeout_secs: Option<u64>,
     /// Connection plugin (`--connection`, e.g. `local`, `ssh`); host vars override it.
     pub connection: Option<String>,
+    /// Run only tasks with these tags (`--tags`).
+    pub tags: Vec<String>,
+    /// Skip tasks with these tags (`--skip-tags`).
+    pub skip_tags: Vec<String>,
     /// Extra environment for `ansible-playbook`; values under secret-looking names are
     /// never logged.
     pub env: BTreeMap<String, String>,
@@ -101,6 +105,8 @@ impl fmt::Debug for RunOptions {
             .field("forks", &self.forks)
             .field("timeout_secs", &self.timeout_secs)
             .field("connection", &self.connection)
+            .field("tags", &self.tags)
+            .field("skip_tags", &self.skip_tags)
             .field("env", &env)
             .field("cancel", &self.cancel.is_some())
             .field("progress", &self.progress.is_some())

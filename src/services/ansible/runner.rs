@@ -81,6 +81,12 @@ impl AnsibleRunner {
         })
     }
 
+    /// The `ansible-playbook` that would run (in this process's `PATH`), or
+    /// [`AnsibleError::NotInstalled`] naming what to install.
+    pub fn program(&self) -> Result<PathBuf, AnsibleError> {
+        self.resolve_program(&BTreeMap::new())
+    }
+
     /// Find `ansible-playbook` in the `PATH` the child will get.
     fn resolve_program(&self, env: &BTreeMap<String, String>) -> Result<PathBuf, AnsibleError> {
         let program = &self.config.program;
@@ -125,12 +131,12 @@ impl AnsibleRunner {
     ) -> Result<PlaybookResult, AnsibleError> {
         let playbook = self.resolve_playbook(playbook.as_ref())?;
         let timeout = self.check_options(&opts)?;
-        let program = self.resolve_program(&opts.env)?;
         let inventory_doc = if opts.hosts.is_empty() {
             None
         } else {
             Some(inventory::render(&opts.hosts)?)
         };
+        let program = self.resolve_program(&opts.env)?;
 
         let work = WorkDir::create()?;
         let callback_dir = work.path().join("callback");
@@ -183,6 +189,12 @@ impl AnsibleRunner {
         }
         if let Some(connection) = &opts.connection {
             cmd.arg(format!("--connection={connection}"));
+        }
+        if !opts.tags.is_empty() {
+            cmd.arg(format!("--tags={}", opts.tags.join(",")));
+        }
+        if !opts.skip_tags.is_empty() {
+            cmd.arg(format!("--skip-tags={}", opts.skip_tags.join(",")));
         }
         cmd.envs(&opts.env);
         if !opts.env.contains_key("ANSIBLE_PYTHON_INTERPRETER") {
@@ -418,6 +430,20 @@ impl AnsibleRunner {
                 ));
             }
         }
+        for (what, tags) in [("tags", &opts.tags), ("skip_tags", &opts.skip_tags)] {
+            for tag in tags {
+                let ok = !tag.is_empty()
+                    && tag
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+                if !ok {
+                    return Err(invalid(
+                        what,
+                        format!("{tag:?} is not a tag name (letters, digits, '_', '-', '.')"),
+                    ));
+                }
+            }
+        }
         for key in opts.env.keys() {
             if !inventory::is_identifier(key) {
                 return Err(invalid(
@@ -601,6 +627,20 @@ mod tests {
                 "inventory",
                 RunOptions {
                     inventory: Some("/nonexistent/inv".into()),
+                    ..base()
+                },
+            ),
+            (
+                "tags",
+                RunOptions {
+                    tags: vec!["patch,reboot".into()],
+                    ..base()
+                },
+            ),
+            (
+                "skip_tags",
+                RunOptions {
+                    skip_tags: vec!["".into()],
                     ..base()
                 },
             ),
