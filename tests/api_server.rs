@@ -981,3 +981,129 @@ async fn notifications_list_and_mark_read_all_or_nothing() {
     assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
     h.stop().await;
 }
+
+/// `spm` itself, as another process on the same database.
+fn spm_cli(db: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_spm"))
+        .args(args)
+        .env("SPM_DATABASE", db)
+        .env("SPM_LOG", "warn")
+        .output()
+        .expect("run spm")
+}
+
+/// Authenticate with `token` until its verification is cached: its first use records
+/// `last_used_at` (a commit, which empties the cache), so wait for that, then use it again.
+async fn warm_token_cache(h: &Harness, token: &str, name: &str) {
+    let (s, b) = h.get("/api/v1/queue", Some(token)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let mut used = false;
+    for _ in 0..200 {
+        let list = h.store.read_blocking(tokens::list).expect("tokens");
+        used = list
+            .iter()
+            .any(|t| t.name == name && t.last_used_at.is_some());
+        if used {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(used, "last_used_at of {name} was not recorded");
+    for _ in 0..2 {
+        let (s, b) = h.get("/api/v1/queue", Some(token)).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let state = &h.service.as_ref().expect("running").state;
+    assert!(!state.tokens.is_empty(), "the verification is cached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refused_on_the_next_request_though_verifications_are_cached() {
+    let h = start(ServerConfig::default(), Probes::default(), 5).await;
+
+    // Revoked through the API.
+    warm_token_cache(&h, &h.viewer, "alice-viewer").await;
+    let (s, b) = h
+        .call(
+            Method::DELETE,
+            "/api/v1/tokens/alice-viewer",
+            Some(&h.admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = h.get("/api/v1/queue", Some(&h.viewer)).await;
+    assert_error(s, &b, StatusCode::UNAUTHORIZED, "unauthorized");
+
+    // Revoked by `spm token revoke` in another process while the server runs.
+    warm_token_cache(&h, &h.operator, "oscar-operator").await;
+    let out = spm_cli(h.store.path(), &["token", "revoke", "oscar-operator"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, b) = h.get("/api/v1/queue", Some(&h.operator)).await;
+    assert_error(s, &b, StatusCode::UNAUTHORIZED, "unauthorized");
+
+    // The others still pass.
+    let (s, b) = h.get("/api/v1/queue", Some(&h.approver)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_queue_pages_follow_every_commit() {
+    let h = start(ServerConfig::default(), Probes::default(), 20).await;
+    warm_token_cache(&h, &h.viewer, "alice-viewer").await;
+    let state = h.service.as_ref().expect("running").state.clone();
+    let path = "/api/v1/queue?limit=5";
+    let pages_before = state.queue_pages.len();
+    let (s, first) = h.get(path, Some(&h.viewer)).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert_eq!(first["total"], json!(20));
+    let (_, again) = h.get(path, Some(&h.viewer)).await;
+    assert_eq!(again, first);
+    assert_eq!(
+        state.queue_pages.len(),
+        pages_before + 1,
+        "the page is cached"
+    );
+
+    // A removal by `spm queue remove` in another process shows on the next request.
+    let items = first["items"].as_array().expect("items");
+    let queued = items
+        .iter()
+        .find(|i| i["status"] == "queued")
+        .and_then(|i| i["id"].as_i64())
+        .expect("a queued item on the first page");
+    let out = spm_cli(
+        h.store.path(),
+        &["queue", "remove", &queued.to_string(), "--reason", "test"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, after) = h.get(path, Some(&h.viewer)).await;
+    assert_eq!(after["total"], json!(19));
+    assert!(
+        after["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|i| i["id"] != json!(queued)),
+        "the removed item is gone: {after}"
+    );
+
+    // A change through this server's own writer shows too.
+    let top = after["items"][0]["id"].as_i64().expect("id");
+    h.store
+        .write_blocking(|tx| queue::set_priority(tx, top, 42).map(|_| ()))
+        .expect("priority");
+    let (_, changed) = h.get(path, Some(&h.viewer)).await;
+    assert_eq!(changed["items"][0]["id"], json!(top));
+    assert_eq!(changed["items"][0]["priority"], json!(42));
+    h.stop().await;
+}

@@ -95,6 +95,7 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
         };
         let mut service =
             Service::start(store.clone(), config, args.dev_insecure, Probes::default()).await?;
+        // Registers the host as a feature: the API and the dashboard show its status.
         let host = app::start_scripts(&store, &global, &mut service).await?;
         // Queue additions and risk breakdowns need the scorer even without UYUNI; its
         // optional Lua hook follows the script host's reloads.
@@ -104,8 +105,6 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
             f.scorer = Some(scorer.clone());
             f.approval_rules = crate::engine::approvals::Rules { four_eyes };
         });
-        // The dashboard shows the host's generation, reload errors and sources.
-        service.state.scripts.store(Some(host.clone()));
         let notifier = match crate::engine::notify::NotifyConfig::from_global(&global)
             .map_err(anyhow::Error::msg)
             .and_then(|c| Ok(crate::engine::notify::Notifier::new(store.clone(), c)?))
@@ -132,9 +131,8 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
                 None
             }
         };
+        // Registers the client as a feature (patch runs, the dashboard's rollbacks).
         if let Some(uyuni) = app::start_sync(&store, &global, scorer, notifier, &mut service)? {
-            // The dashboard rolls back selected hosts of a run through this client.
-            service.state.uyuni.store(Some(uyuni.clone()));
             app::start_tests(&store, &global, host.clone(), uyuni.clone(), &mut service).await?;
             let ansible = Arc::new(crate::engine::ansible::AnsibleExecutor::from_config(
                 &global,

@@ -6,6 +6,11 @@
 //! configuration and may do everything. Which role a route needs is declared once, in
 //! [`super::routes::ROUTES`]; [`authorize`] enforces it before the handler runs and puts
 //! the [`Principal`] in the request extensions.
+//!
+//! Verified tokens are remembered in a [`TokenCache`] keyed by their hash, for at most
+//! [`TokenCache::MAX_AGE`] and only while the database is unchanged: any commit (a
+//! revocation by the API or by `spm token revoke` in another process) empties it, so a
+//! revoked token is refused on the very next request.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -240,8 +245,80 @@ pub async fn verify_token(
     Ok((name, role, hash))
 }
 
+/// A token that passed verification: what a cache hit needs to answer.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    id: i64,
+    name: String,
+    role: Role,
+}
+
+/// Verified tokens by the SHA-256 hex of their text (never the text itself), valid only
+/// at the database version they were read at (see [`super::cache`]).
+#[derive(Debug)]
+pub struct TokenCache(super::cache::VersionedCache<VerifiedToken>);
+
+impl TokenCache {
+    /// Longest time a verification is reused, even with an unchanged database.
+    pub const MAX_AGE: Duration = Duration::from_secs(30);
+    /// Most tokens remembered at once.
+    pub const MAX_TOKENS: usize = 1024;
+
+    /// Number of verifications held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no verification is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self(super::cache::VersionedCache::new(
+            Self::MAX_TOKENS,
+            Self::MAX_AGE,
+            |_| 1,
+        ))
+    }
+}
+
 /// Look up a token by the SHA-256 hex of its text: present, not revoked, known role.
+/// Served from [`AppState::tokens`] while the database is unchanged.
 pub async fn verify_hash(state: &AppState, presented: &str) -> Result<(String, Role), ApiError> {
+    // The version is read before the database, so a verification is never cached under
+    // a version newer than the row it read.
+    let version = state.store.version();
+    let cached = version.and_then(|v| state.tokens.0.get(v, presented));
+    let verified = match cached {
+        Some(hit) => hit,
+        None => {
+            let verified = lookup(state, presented).await?;
+            if let Some(v) = version {
+                state
+                    .tokens
+                    .0
+                    .insert(v, presented.to_owned(), verified.clone());
+            }
+            verified
+        }
+    };
+    if state.usage.due(verified.id) {
+        let store = state.store.clone();
+        let id = verified.id;
+        tokio::spawn(async move {
+            if let Err(e) = store.write(move |tx| tokens::touch(tx, id)).await {
+                tracing::warn!(error = %e, "could not record token use");
+            }
+        });
+    }
+    Ok((verified.name, verified.role))
+}
+
+/// Verify a token hash against the database.
+async fn lookup(state: &AppState, presented: &str) -> Result<VerifiedToken, ApiError> {
     let lookup = presented.to_owned();
     let record = state
         .store
@@ -261,16 +338,11 @@ pub async fn verify_hash(state: &AppState, presented: &str) -> Result<(String, R
     }
     let role = Role::parse(&record.role)
         .ok_or_else(|| ApiError::internal(format!("token {} has unknown role", record.id)))?;
-    if state.usage.due(record.id) {
-        let store = state.store.clone();
-        let id = record.id;
-        tokio::spawn(async move {
-            if let Err(e) = store.write(move |tx| tokens::touch(tx, id)).await {
-                tracing::warn!(error = %e, "could not record token use");
-            }
-        });
-    }
-    Ok((record.name, role))
+    Ok(VerifiedToken {
+        id: record.id,
+        name: record.name,
+        role,
+    })
 }
 
 /// Middleware enforcing a route's [`Access`]; inserts the [`Principal`] for handlers.

@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod cache;
 pub mod dashboard;
 pub mod endpoints;
 pub mod error;
@@ -85,6 +86,10 @@ pub struct AppState {
     pub health: Arc<health::HealthCache>,
     /// Throttle for `last_used_at` updates.
     pub usage: Arc<auth::UsageTracker>,
+    /// Verified tokens, valid while the database is unchanged.
+    pub tokens: Arc<auth::TokenCache>,
+    /// Serialized queue pages, valid while the database is unchanged.
+    pub queue_pages: Arc<endpoints::queue::PageCache>,
     /// No authentication: every request runs as `dev` with the admin role.
     pub dev_insecure: bool,
     /// Feature services (sync, scoring, notifications, scripts, tests); each is optional
@@ -93,12 +98,6 @@ pub struct AppState {
     pub features: Arc<arc_swap::ArcSwap<Features>>,
     /// Dashboard sessions and templates.
     pub dashboard: Arc<dashboard::Dashboard>,
-    /// The Lua script host, when this process runs one (the dashboard shows its reload
-    /// status); set after start, once the host has loaded.
-    pub scripts: Arc<arc_swap::ArcSwapOption<crate::host::reload::ScriptHost>>,
-    /// The UYUNI client, when this process talks to UYUNI (the dashboard's rollback of
-    /// selected hosts needs it); set after start.
-    pub uyuni: Arc<arc_swap::ArcSwapOption<crate::services::uyuni::UyuniClient>>,
 }
 
 /// Services the feature endpoints use. Absent ones make their endpoints answer 503.
@@ -112,11 +111,12 @@ pub struct Features {
     pub scorer: Option<Arc<crate::engine::score::Scorer>>,
     /// The notifier (test sends, configuration view).
     pub notifier: Option<Arc<crate::engine::notify::Notifier>>,
-    /// The Lua script host (script status, policy validation).
+    /// The Lua script host (script status, policy validation, the dashboard's scripts
+    /// pages).
     pub scripts: Option<Arc<crate::host::reload::ScriptHost>>,
     /// The test engine (start, abort tests).
     pub tests: Option<Arc<crate::engine::testing::TestEngine>>,
-    /// The UYUNI client (patch runs).
+    /// The UYUNI client (patch runs, the dashboard's rollback of selected hosts).
     pub uyuni: Option<Arc<crate::services::uyuni::UyuniClient>>,
     /// The Ansible executor (patch runs of `executor = "ansible"` policies).
     pub ansible: Option<Arc<crate::engine::ansible::AnsibleExecutor>>,
@@ -167,13 +167,13 @@ impl AppState {
     pub fn new(store: Store, config: ServerConfig, dev_insecure: bool) -> Self {
         Self {
             dashboard: Arc::new(dashboard::Dashboard::new(config.dashboard.clone())),
-            scripts: Arc::new(arc_swap::ArcSwapOption::empty()),
-            uyuni: Arc::new(arc_swap::ArcSwapOption::empty()),
             store,
             config: Arc::new(config),
             metrics: Arc::new(metrics::Metrics::default()),
             health: Arc::new(health::HealthCache::default()),
             usage: Arc::new(auth::UsageTracker::default()),
+            tokens: Arc::new(auth::TokenCache::default()),
+            queue_pages: Arc::new(endpoints::queue::PageCache::default()),
             dev_insecure,
             features: Arc::new(arc_swap::ArcSwap::from_pointee(Features::default())),
         }

@@ -5,6 +5,9 @@
 //! connections (WAL lets them run beside the writer). Async callers use [`Store::read`] and
 //! [`Store::write`], which run the closure on tokio's blocking pool; synchronous callers
 //! (CLI, tests) use the `*_blocking` variants.
+//!
+//! [`Store::version`] tells callers cheaply whether anything was committed since they last
+//! looked (by this process or any other), so they can cache what they read from it.
 
 pub mod approvals;
 pub mod audit;
@@ -70,6 +73,23 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// The connection behind [`Store::version`].
+    probe: Mutex<Probe>,
+}
+
+/// A read-only connection kept only to ask `PRAGMA data_version`, whose answers are only
+/// comparable on one connection: each (re)opening starts a new epoch.
+#[derive(Default)]
+struct Probe {
+    conn: Option<Connection>,
+    epoch: u64,
+}
+
+/// What [`Store::version`] answers: equal values mean nothing was committed in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DataVersion {
+    epoch: u64,
+    value: i64,
 }
 
 /// Handle to the spm database.
@@ -139,6 +159,7 @@ impl Store {
                 path: path.to_path_buf(),
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                probe: Mutex::new(Probe::default()),
             }),
         })
     }
@@ -153,6 +174,7 @@ impl Store {
                 path: PathBuf::from(":memory:"),
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                probe: Mutex::new(Probe::default()),
             }),
         })
     }
@@ -218,6 +240,47 @@ impl Store {
             pool.push(conn);
         }
         out
+    }
+
+    /// A number that changes whenever a transaction is committed to the database, by this
+    /// process or another one (SQLite's `PRAGMA data_version`, asked on a connection that
+    /// never writes). Two equal answers mean nothing was committed in between, so what was
+    /// read after the first is still current. Cheap (no disk I/O, no blocking pool): meant
+    /// for every request that serves from a cache.
+    ///
+    /// `None` when the version cannot be known (an in-memory database, where readers share
+    /// the writer connection, or any SQLite error): callers must then read the database.
+    pub fn version(&self) -> Option<DataVersion> {
+        if self.inner.path == Path::new(":memory:") {
+            return None;
+        }
+        let mut probe = self.inner.probe.lock().ok()?;
+        if probe.conn.is_none() {
+            let conn = Connection::open_with_flags(
+                &self.inner.path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .ok()?;
+            // Never wait on a lock here: a busy database just means "unknown" this time.
+            conn.busy_timeout(Duration::ZERO).ok()?;
+            // The smallest page cache: this connection reads no table pages.
+            conn.pragma_update(None, "cache_size", 1).ok()?;
+            probe.conn = Some(conn);
+            probe.epoch += 1;
+        }
+        let epoch = probe.epoch;
+        let value = probe.conn.as_ref().map(|conn| {
+            conn.prepare_cached("PRAGMA data_version")
+                .and_then(|mut stmt| stmt.query_row([], |r| r.get::<_, i64>(0)))
+        })?;
+        match value {
+            Ok(value) => Some(DataVersion { epoch, value }),
+            Err(_) => {
+                // Reopen (a new epoch) next time rather than trust a connection that failed.
+                probe.conn = None;
+                None
+            }
+        }
     }
 
     /// Async wrapper of [`Store::write_blocking`] on the blocking pool.

@@ -304,11 +304,10 @@ pub fn list(conn: &Connection, filter: &QueueFilter) -> StoreResult<QueuePage> {
     } else {
         "FROM queue_items q"
     };
-    let total: i64 = conn.query_row(
-        &format!("SELECT count(*) {count_from} {filter_sql}"),
-        rusqlite::params_from_iter(args.iter()),
-        |r| r.get(0),
-    )?;
+    // Cached statements: the SQL text depends only on which filters are present.
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) {count_from} {filter_sql}"))?
+        .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
     let limit = match filter.limit {
         0 => 50,
         n => n.min(MAX_PAGE),
@@ -317,7 +316,7 @@ pub fn list(conn: &Connection, filter: &QueueFilter) -> StoreResult<QueuePage> {
     page_args.push(Value::Integer(i64::from(limit)));
     page_args.push(Value::Integer(i64::from(filter.offset)));
     let n = page_args.len();
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} {FROM} {filter_sql} {ORDER} LIMIT ?{} OFFSET ?{n}",
         n - 1
     ))?;

@@ -115,7 +115,7 @@ pub async fn start_with(mut config: ServerConfig, uyuni: bool) -> Server {
 
     config.listen = "127.0.0.1:0".into();
     let state = AppState::new(store.clone(), config, false);
-    state.scripts.store(Some(Arc::clone(&host)));
+    state.update_features(|f| f.scripts = Some(Arc::clone(&host)));
     let sim = if uyuni {
         let sim = spm::sim::SimServer::start(spm::sim::SimOptions {
             timings: spm::sim::clock::Timings::instant(),
@@ -131,7 +131,8 @@ pub async fn start_with(mut config: ServerConfig, uyuni: bool) -> Server {
             ..spm::services::uyuni::UyuniConfig::default()
         })
         .expect("UYUNI client");
-        state.uyuni.store(Some(Arc::new(client)));
+        let client = Arc::new(client);
+        state.update_features(|f| f.uyuni = Some(Arc::clone(&client)));
         Some(sim)
     } else {
         None

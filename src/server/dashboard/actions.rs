@@ -661,7 +661,7 @@ pub async fn run_rollback(
         Ok(v) => v,
         Err(e) => return refused(&state, &signed, &back, e),
     };
-    let Some(client) = state.uyuni.load_full() else {
+    let Some(client) = state.features().uyuni.clone() else {
         return Ok(done(
             &state,
             &signed,

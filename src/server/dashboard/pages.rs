@@ -94,7 +94,7 @@ pub async fn overview(State(state): State<AppState>, signed: Signed) -> PageResu
 }
 
 fn script_status(state: &AppState) -> Value {
-    match &*state.scripts.load() {
+    match &state.features().scripts {
         None => json!({ "wired": false }),
         Some(host) => {
             let st = host.status();
@@ -351,7 +351,7 @@ pub async fn compliance(
 /// `GET /ui/scripts`: generation, per-file last reload error, the files in service.
 pub async fn scripts(State(state): State<AppState>, signed: Signed) -> PageResult {
     let mut ctx = json!({ "status": script_status(&state) });
-    if let Some(host) = &*state.scripts.load() {
+    if let Some(host) = &state.features().scripts {
         let set = host.current();
         let errors = host.status().last_error_per_file;
         let files: Vec<Value> = set
@@ -386,7 +386,7 @@ pub async fn script_source(
     signed: Signed,
     Query(q): Query<SourceQuery>,
 ) -> PageResult {
-    let Some(host) = state.scripts.load_full() else {
+    let Some(host) = state.features().scripts.clone() else {
         return Err(PageError::new(
             axum::http::StatusCode::NOT_FOUND,
             "the script host is not running in this server",

@@ -1,9 +1,16 @@
 //! The queue: list and detail (viewer); add, remove and reprioritise (operator, audited
 //! with the token name as actor).
+//!
+//! The listing is what dashboards and scripts poll, so its serialized pages are kept in a
+//! [`PageCache`] while the database is unchanged (any commit empties it).
+
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -13,12 +20,56 @@ use crate::server::auth::Principal;
 use crate::engine::state::Status;
 use crate::engine::state::queue::QueueStatus;
 use crate::server::AppState;
+use crate::server::cache::VersionedCache;
 use crate::server::error::{ApiError, ApiJson, ApiQuery, ApiResult, page, parse_id};
-use crate::store::queue::{self, QUEUE_OS, QueueFilter, QueueItem, QueuePage};
+use crate::store::queue::{self, QUEUE_OS, QueueFilter, QueueItem};
 use crate::store::queue_view::{self, QueueDetail};
 
 /// Largest page the API serves.
 pub const MAX_LIMIT: i64 = 500;
+
+/// Serialized listing pages by filter, valid only at the database version they were read
+/// at (see [`crate::server::cache`]).
+#[derive(Debug)]
+pub struct PageCache(VersionedCache<Bytes>);
+
+impl PageCache {
+    /// Most bytes of serialized pages held at once.
+    pub const MAX_BYTES: usize = 4 * 1024 * 1024;
+    /// Longest time a page is reused, even with an unchanged database.
+    pub const MAX_AGE: Duration = Duration::from_secs(60);
+
+    /// Number of pages held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no page is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Default for PageCache {
+    fn default() -> Self {
+        Self(VersionedCache::new(
+            Self::MAX_BYTES,
+            Self::MAX_AGE,
+            Bytes::len,
+        ))
+    }
+}
+
+fn json_response(body: Bytes) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
 
 /// Query parameters of the listing.
 #[derive(Debug, Deserialize)]
@@ -48,11 +99,12 @@ fn parse_statuses(raw: &str) -> ApiResult<Vec<QueueStatus>> {
         .collect()
 }
 
-/// List queue items in queue order (score, priority, age).
+/// List queue items in queue order (score, priority, age): a JSON
+/// [`queue::QueuePage`].
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<QueuePage>> {
+) -> ApiResult<Response> {
     let (limit, offset) = page(q.limit, q.offset, 50, MAX_LIMIT)?;
     let statuses = match &q.status {
         Some(s) => parse_statuses(s)?,
@@ -80,9 +132,19 @@ pub async fn list(
         limit: limit as u32,
         offset,
     };
-    Ok(Json(
-        state.store.read(move |c| queue::list(c, &filter)).await?,
-    ))
+    // The version is read before the database, so a page is never cached under a version
+    // newer than the rows it holds.
+    let key = format!("{filter:?}");
+    let version = state.store.version();
+    if let Some(body) = version.and_then(|v| state.queue_pages.0.get(v, &key)) {
+        return Ok(json_response(body));
+    }
+    let page = state.store.read(move |c| queue::list(c, &filter)).await?;
+    let body = Bytes::from(serde_json::to_vec(&page).map_err(ApiError::internal)?);
+    if let Some(v) = version {
+        state.queue_pages.0.insert(v, key, body.clone());
+    }
+    Ok(json_response(body))
 }
 
 /// One queue item with CVEs, score breakdown and tests.
