@@ -98,67 +98,112 @@ pub fn run(opts: &Options) -> anyhow::Result<serde_json::Value> {
             "unexpected queue answer: {got} items, total {}",
             first["total"]
         );
-        let next = Arc::new(AtomicUsize::new(0));
-        let started = Instant::now();
-        let mut handles = Vec::with_capacity(opts.clients);
-        for _ in 0..opts.clients {
-            let client = client.clone();
-            let url = url.clone();
-            let token = token.clone();
-            let next = next.clone();
-            let total = opts.requests;
-            handles.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let mut errors = 0usize;
-                while next.fetch_add(1, Ordering::Relaxed) < total {
-                    let t = Instant::now();
-                    let ok = match client.get(&url).bearer_auth(&token).send().await {
-                        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-                        _ => false,
-                    };
-                    lat.push(t.elapsed());
-                    if !ok {
-                        errors += 1;
-                    }
-                }
-                (lat, errors)
-            }));
-        }
-        let mut lat = Vec::with_capacity(opts.requests);
-        let mut errors = 0;
-        for h in handles {
-            let (l, e) = h.await.context("benchmark client task failed")?;
-            lat.extend(l);
-            errors += e;
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        lat.sort();
-        let pct = |p: f64| {
-            lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
-                .map(|d| d.as_secs_f64() * 1000.0)
-                .unwrap_or(0.0)
-        };
+        let cached = load(&client, &url, &token, opts.clients, opts.requests).await?;
         let (rss, hwm) = super::rss_mb();
+        // The same load with the token and page caches off: every request verifies its
+        // token in SQLite, counts and reads the page and serializes it, as it would on a
+        // server whose database changes between requests.
+        service.state.tokens.set_enabled(false);
+        service.state.queue_pages.set_enabled(false);
+        let uncached = load(&client, &url, &token, opts.clients, opts.requests).await?;
         let round = |v: f64| (v * 100.0).round() / 100.0;
+        let errors = cached.errors + uncached.errors;
         let out = json!({
             "benchmark": "api",
             "endpoint": "GET /api/v1/queue?limit=100",
             "items": opts.items,
             "clients": opts.clients,
-            "requests": lat.len(),
+            "requests": cached.lat.len(),
             "errors": errors,
-            "seconds": round(elapsed),
-            "req_per_s": round(lat.len() as f64 / elapsed),
-            "p50_ms": round(pct(0.50)),
-            "p99_ms": round(pct(0.99)),
-            "max_ms": round(pct(1.0)),
+            "seconds": round(cached.seconds),
+            "req_per_s": round(cached.req_per_s()),
+            "p50_ms": round(cached.pct(0.50)),
+            "p99_ms": round(cached.pct(0.99)),
+            "max_ms": round(cached.pct(1.0)),
             "rss_mb": rss,
             "rss_hwm_mb": hwm,
+            "uncached": {
+                "req_per_s": round(uncached.req_per_s()),
+                "p50_ms": round(uncached.pct(0.50)),
+                "p99_ms": round(uncached.pct(0.99)),
+                "max_ms": round(uncached.pct(1.0)),
+            },
             "seed_seconds": round(seed_s),
-            "note": "client and server in one process; rss covers both",
+            "note": "client and server in one process; rss covers both (taken after the cached run); \
+                     uncached = token and page caches off",
         });
         service.run_until(async {}, Duration::from_secs(5)).await?;
         anyhow::ensure!(errors == 0, "{errors} requests failed: {out}");
         Ok(out)
+    })
+}
+
+/// Latencies of one load run.
+struct LoadResult {
+    lat: Vec<Duration>,
+    errors: usize,
+    seconds: f64,
+}
+
+impl LoadResult {
+    fn req_per_s(&self) -> f64 {
+        self.lat.len() as f64 / self.seconds.max(1e-9)
+    }
+
+    /// The `p` quantile in milliseconds (`lat` is sorted).
+    fn pct(&self, p: f64) -> f64 {
+        self.lat
+            .get(((self.lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
+    }
+}
+
+/// `requests` GETs of `url` from `clients` concurrent keep-alive clients.
+async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    clients: usize,
+    requests: usize,
+) -> anyhow::Result<LoadResult> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let client = client.clone();
+        let url = url.to_string();
+        let token = token.to_string();
+        let next = next.clone();
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            while next.fetch_add(1, Ordering::Relaxed) < requests {
+                let t = Instant::now();
+                let ok = match client.get(&url).bearer_auth(&token).send().await {
+                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                    _ => false,
+                };
+                lat.push(t.elapsed());
+                if !ok {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = Vec::with_capacity(requests);
+    let mut errors = 0;
+    for h in handles {
+        let (l, e) = h.await.context("benchmark client task failed")?;
+        lat.extend(l);
+        errors += e;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    lat.sort();
+    Ok(LoadResult {
+        lat,
+        errors,
+        seconds,
     })
 }

@@ -264,6 +264,11 @@ impl TokenCache {
     /// Most tokens remembered at once.
     pub const MAX_TOKENS: usize = 1024;
 
+    /// Turn the cache on or off ([`crate::server::cache::VersionedCache::set_enabled`]).
+    pub fn set_enabled(&self, on: bool) {
+        self.0.set_enabled(on);
+    }
+
     /// Number of verifications held.
     pub fn len(&self) -> usize {
         self.0.len()

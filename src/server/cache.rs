@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::store::DataVersion;
@@ -17,6 +18,7 @@ use crate::store::DataVersion;
 #[derive(Debug)]
 pub struct VersionedCache<V> {
     inner: Mutex<Inner<V>>,
+    enabled: AtomicBool,
     max_weight: usize,
     max_age: Duration,
     weigh: fn(&V) -> usize,
@@ -39,6 +41,7 @@ impl<V: Clone> VersionedCache<V> {
                 weight: 0,
                 entries: HashMap::new(),
             }),
+            enabled: AtomicBool::new(true),
             max_weight,
             max_age,
             weigh,
@@ -48,6 +51,9 @@ impl<V: Clone> VersionedCache<V> {
     /// The value for `key` if it was stored at `version` and is not too old. A different
     /// version empties the cache and makes it the cache's version.
     pub fn get(&self, version: DataVersion, key: &str) -> Option<V> {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return None;
+        }
         let mut inner = self.inner.lock().ok()?;
         if inner.version != Some(version) {
             inner.entries.clear();
@@ -68,6 +74,9 @@ impl<V: Clone> VersionedCache<V> {
     /// Remember `value` for `key`, read at `version`. Ignored when the cache has moved to
     /// another version meanwhile (the value may be stale) or the value alone is too big.
     pub fn insert(&self, version: DataVersion, key: String, value: V) {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return;
+        }
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
@@ -86,6 +95,15 @@ impl<V: Clone> VersionedCache<V> {
             inner.weight = inner.weight.saturating_sub((self.weigh)(&old));
         }
         inner.weight += weight;
+    }
+
+    /// Turn the cache on or off (off: every lookup misses, nothing is stored, and what was
+    /// held is dropped). `spm bench api` measures the uncached path this way.
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::Relaxed);
+        if !on {
+            self.clear();
+        }
     }
 
     /// Drop every entry.

@@ -39,6 +39,11 @@ impl PageCache {
     /// Longest time a page is reused, even with an unchanged database.
     pub const MAX_AGE: Duration = Duration::from_secs(60);
 
+    /// Turn the cache on or off ([`crate::server::cache::VersionedCache::set_enabled`]).
+    pub fn set_enabled(&self, on: bool) {
+        self.0.set_enabled(on);
+    }
+
     /// Number of pages held.
     pub fn len(&self) -> usize {
         self.0.len()
