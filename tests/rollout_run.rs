@@ -14,8 +14,8 @@ use spm::engine::state::{QueueStatus, RunHostStatus, RunStatus};
 use spm::services::uyuni::{Secret, UyuniClient, UyuniConfig};
 use spm::sim::clock::Timings;
 use spm::sim::{FleetSource, SimOptions, SimServer};
-use spm::store::queue::{self, NewQueueItem, TransitionExtra};
-use spm::store::{Store, notifications, runs};
+use spm::store::queue::{self, TransitionExtra};
+use spm::store::{Store, fixtures, notifications, runs};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -37,33 +37,9 @@ fn seed(store: &Store, advisory: &str, severity: &str, approve: bool) -> i64 {
                  VALUES (?1, ?2, 'update', 'security', '2026-01-15')",
                 [&adv, &sev],
             )?;
-            let item = queue::insert(
-                tx,
-                &NewQueueItem {
-                    advisory: adv.clone(),
-                    os: "ubuntu".into(),
-                    score: 90,
-                    queued_by: "auto-queue".into(),
-                    ..Default::default()
-                },
-            )?;
-            queue::transition(tx, item.id, QueueStatus::Queued, QueueStatus::Testing, &TransitionExtra::default())?;
-            tx.execute(
-                "INSERT INTO tests (queue_id, advisory, status, started_by) VALUES (?1, ?2, 'passed', 'engine')",
-                rusqlite::params![item.id, adv],
-            )?;
-            let t = tx.last_insert_rowid();
-            queue::transition(
-                tx,
-                item.id,
-                QueueStatus::Testing,
-                QueueStatus::PendingApproval,
-                &TransitionExtra {
-                    last_test_id: Some(t),
-                    ..Default::default()
-                },
-            )?;
-            Ok(item.id)
+            let (item_id, _test_id) =
+                fixtures::passed_test(tx, &adv, "ubuntu", 90, "auto-queue", "engine")?;
+            Ok(item_id)
         })
         .unwrap();
     if approve {

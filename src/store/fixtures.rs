@@ -53,3 +53,52 @@ pub fn insert_system(
     )?;
     Ok(())
 }
+
+/// Queue `advisory` for `os` (score `score`, queued by `queued_by`), record one passed test
+/// started by `tester` and move the item to pending approval, as the test engine would.
+/// Returns `(queue item id, test id)`. The advisory row must exist.
+pub fn passed_test(
+    tx: &Transaction<'_>,
+    advisory: &str,
+    os: &str,
+    score: i64,
+    queued_by: &str,
+    tester: &str,
+) -> StoreResult<(i64, i64)> {
+    use super::queue::{self, NewQueueItem, TransitionExtra};
+    use crate::engine::state::QueueStatus;
+    let item = queue::insert(
+        tx,
+        &NewQueueItem {
+            advisory: advisory.to_string(),
+            os: os.to_string(),
+            score,
+            queued_by: queued_by.to_string(),
+            ..Default::default()
+        },
+    )?;
+    queue::transition(
+        tx,
+        item.id,
+        QueueStatus::Queued,
+        QueueStatus::Testing,
+        &TransitionExtra::default(),
+    )?;
+    tx.execute(
+        "INSERT INTO tests (queue_id, advisory, status, started_by, evidence)
+         VALUES (?1, ?2, 'passed', ?3, '{}')",
+        params![item.id, advisory, tester],
+    )?;
+    let test_id = tx.last_insert_rowid();
+    queue::transition(
+        tx,
+        item.id,
+        QueueStatus::Testing,
+        QueueStatus::PendingApproval,
+        &TransitionExtra {
+            last_test_id: Some(test_id),
+            ..Default::default()
+        },
+    )?;
+    Ok((item.id, test_id))
+}
