@@ -1596,7 +1596,6 @@ return {
 async fn patch_run_plans_dry_and_runs_for_real_against_the_simulator() {
     use spm::engine::approvals::{self, Actor, Decision, Rules};
     use spm::engine::state::Status as _;
-    use spm::store::queue::NewQueueItem;
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let sim = SimServer::start(SimOptions {
         fleet: spm::sim::FleetSource::File(repo.join("tests/fixtures/rollout-fleet.toml")),
@@ -1632,33 +1631,15 @@ async fn patch_run_plans_dry_and_runs_for_real_against_the_simulator() {
                  VALUES ('USN-7101-1', 'high', 'update', 'security', '2026-01-15')",
                 [],
             )?;
-            let item = queue::insert(
+            let (item_id, _test_id) = spm::store::fixtures::passed_test(
                 tx,
-                &NewQueueItem {
-                    advisory: "USN-7101-1".into(),
-                    os: "ubuntu".into(),
-                    score: 90,
-                    queued_by: "auto-queue".into(),
-                    ..Default::default()
-                },
+                "USN-7101-1",
+                "ubuntu",
+                90,
+                "auto-queue",
+                "engine",
             )?;
-            queue::transition(tx, item.id, QueueStatus::Queued, QueueStatus::Testing, &TransitionExtra::default())?;
-            tx.execute(
-                "INSERT INTO tests (queue_id, advisory, status, started_by) VALUES (?1, 'USN-7101-1', 'passed', 'engine')",
-                [item.id],
-            )?;
-            let t = tx.last_insert_rowid();
-            queue::transition(
-                tx,
-                item.id,
-                QueueStatus::Testing,
-                QueueStatus::PendingApproval,
-                &TransitionExtra {
-                    last_test_id: Some(t),
-                    ..Default::default()
-                },
-            )?;
-            Ok(item.id)
+            Ok(item_id)
         })
         .expect("seed");
     approvals::decide(

@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use chrono::{Duration, Utc};
 use spm::engine::approvals::{self, Actor, ApprovalError, Decision, Rules};
 use spm::engine::state::QueueStatus;
-use spm::store::queue::{self, NewQueueItem, TransitionExtra};
+use spm::store::queue;
 use spm::store::{Store, StoreError, approvals as store_approvals};
 
 /// A queue item in `pending_approval` with one test started by `tester`; returns (item, test).
@@ -25,40 +25,7 @@ fn pending_item(store: &Store, advisory: &str, queued_by: &str, tester: &str) ->
                  VALUES (?1, 'high', 'openssl update', 'security')",
                 [&advisory],
             )?;
-            let item = queue::insert(
-                tx,
-                &NewQueueItem {
-                    advisory: advisory.clone(),
-                    os: "ubuntu".into(),
-                    score: 80,
-                    queued_by,
-                    ..Default::default()
-                },
-            )?;
-            queue::transition(
-                tx,
-                item.id,
-                QueueStatus::Queued,
-                QueueStatus::Testing,
-                &TransitionExtra::default(),
-            )?;
-            tx.execute(
-                "INSERT INTO tests (queue_id, advisory, status, started_by, evidence) \
-                 VALUES (?1, ?2, 'passed', ?3, '{}')",
-                rusqlite::params![item.id, advisory, tester],
-            )?;
-            let test_id = tx.last_insert_rowid();
-            queue::transition(
-                tx,
-                item.id,
-                QueueStatus::Testing,
-                QueueStatus::PendingApproval,
-                &TransitionExtra {
-                    last_test_id: Some(test_id),
-                    ..Default::default()
-                },
-            )?;
-            Ok((item.id, test_id))
+            spm::store::fixtures::passed_test(tx, &advisory, "ubuntu", 80, &queued_by, &tester)
         })
         .unwrap()
 }
