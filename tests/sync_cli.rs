@@ -291,3 +291,53 @@ async fn the_lua_score_hook_adjusts_and_a_broken_one_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("scripts/score.lua:2"), "{err}");
 }
+
+/// `spm bench sync` on a generated fleet (more than 6 systems): the simulator runs as a
+/// child process, the call plan fetches each advisory once, and the unchanged re-sync makes
+/// no per-advisory call.
+#[test]
+fn bench_sync_on_a_generated_fleet_uses_a_child_simulator_and_a_minimal_plan() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_spm"))
+        .args(["bench", "sync", "--errata", "300", "--systems", "36"])
+        .args(["--latency-ms", "0", "--max-lag", "2", "--json"])
+        .env("SPM_LOG", "warn")
+        .env_remove("SPM_CONFIG")
+        .current_dir(dir.path())
+        .output()
+        .expect("run spm bench sync");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = json(&out);
+    assert_eq!(r["sim_process"], "child", "{r}");
+    assert_eq!(r["systems_synced"], 36, "{r}");
+    assert_eq!(r["max_lag"], 2, "{r}");
+    // Test systems miss everything, so every generated erratum is relevant somewhere.
+    assert_eq!(r["errata_relevant"], 300, "{r}");
+    let calls = &r["calls_by_method"];
+    assert_eq!(calls["errata.getDetails"], 300, "{r}");
+    assert_eq!(calls["errata.listPackages"], 300, "{r}");
+    assert_eq!(calls["errata.listCves"], r["security_advisories"], "{r}");
+    // Maintained production systems lag by at most 2 versions per package: far fewer
+    // pairs than every system × every erratum of its OS.
+    let pairs = r["relevance_pairs"].as_u64().expect("relevance_pairs");
+    assert!(pairs >= 6 * 100 && pairs < 36 * 100, "{r}");
+    let groups = calls["systemgroup.listSystems"].as_u64().expect("groups");
+    let resync = r["resync_calls_total"].as_u64().expect("resync calls");
+    assert!(resync <= 10 + groups, "{r}");
+    for m in [
+        "errata.getDetails",
+        "errata.listCves",
+        "errata.listPackages",
+    ] {
+        assert!(r["resync_calls_by_method"].get(m).is_none(), "{m} in {r}");
+    }
+    assert!(r["peak_rss_mb"].as_f64().is_some_and(|m| m > 0.0), "{r}");
+    assert!(
+        r["sim_calls_total"].as_u64() == r["calls_total"].as_u64(),
+        "{r}"
+    );
+}

@@ -8,14 +8,22 @@
 //! production systems are generated next to the 6 test systems, `--errata` errata in the
 //! catalogue, and the sync covers every group (scope `all`).
 //!
+//! Production systems of a large fleet follow a patch-lag model (`--max-lag`, default 3):
+//! 99 % of them are maintained, each package 0..=3 versions behind its newest, which
+//! gives a few hundred relevant errata per system (the customer's fleet has ~317 per
+//! system); 1 % are neglected and miss every erratum of their OS; the 6 test systems
+//! miss everything too, so all errata are relevant somewhere. `relevance_pairs` prints
+//! the resulting system×advisory pairs, which is what the relevance calls carry.
+//!
 //! `floor_s` is the plan's critical path: the sequential stages (login, group list, the
 //! group listings, base-channel lookups, relevance batches, per-advisory calls, logout),
 //! each `ceil(calls / workers)` round trips of `latency` (login included).
 //!
-//! `peak_rss_mb` is the process's peak resident size (`VmHWM`), which includes the
-//! simulator's world; `baseline_rss_mb` is the resident size once the simulator is built
-//! and before the sync starts (the peak is reset there when the kernel allows), so
-//! `peak_rss_mb - baseline_rss_mb` is what the sync itself added.
+//! `peak_rss_mb` is the benchmark process's peak resident size (`VmHWM`). Small fleets run
+//! the simulator in-process (its world is small and included); large fleets run it as a
+//! child process (`spm sim`), as UYUNI is a separate server in production, so the figure
+//! is what spm itself needed. `baseline_rss_mb` is the resident size just before the sync
+//! starts (the peak is reset there when the kernel allows).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +39,7 @@ use crate::services::uyuni::{Secret, UyuniClient, UyuniConfig};
 use crate::sim::clock::Timings;
 use crate::sim::fleet::GenParams;
 use crate::sim::model::Os;
-use crate::sim::{FleetSource, SimOptions, SimServer};
+use crate::sim::{FleetSource, SimHandle, SimOptions, SimServer};
 use crate::store::Store;
 use crate::store::sync_runs::SyncStatus;
 
@@ -48,6 +56,8 @@ pub struct SyncBenchParams {
     pub workers: usize,
     /// Generator seed.
     pub seed: u64,
+    /// Large fleets: the production patch lag (see `GenParams::max_lag`).
+    pub max_lag: u32,
 }
 
 impl Default for SyncBenchParams {
@@ -58,6 +68,7 @@ impl Default for SyncBenchParams {
             latency_ms: 50,
             workers: 10,
             seed: 1,
+            max_lag: 3,
         }
     }
 }
@@ -106,22 +117,23 @@ pub async fn run(p: SyncBenchParams) -> anyhow::Result<serde_json::Value> {
     } else {
         p.errata
     };
-    let sim = SimServer::start(SimOptions {
-        fleet: FleetSource::Generate(GenParams {
-            systems: if small { 0 } else { p.systems - 6 },
-            errata: gen_errata,
-            extra_packages: if small { 0 } else { 200 },
+    let sim = if small {
+        let sim = SimServer::start(SimOptions {
+            fleet: FleetSource::Generate(GenParams {
+                systems: 0,
+                errata: gen_errata,
+                extra_packages: 0,
+                seed: p.seed,
+                max_lag: None,
+            }),
+            latency_ms: p.latency_ms,
+            login_latency_ms: p.latency_ms,
+            timings: Timings::instant(),
             seed: p.seed,
-        }),
-        latency_ms: p.latency_ms,
-        login_latency_ms: p.latency_ms,
-        timings: Timings::instant(),
-        seed: p.seed,
-        ..SimOptions::default()
-    })
-    .await
-    .context("starting the simulator")?;
-    if small {
+            ..SimOptions::default()
+        })
+        .await
+        .context("starting the simulator")?;
         // Keep `systems` test systems, spread over the OSes in TEST_ORDER.
         sim.with_world(|w| {
             let mut keep = std::collections::BTreeSet::new();
@@ -148,7 +160,10 @@ pub async fn run(p: SyncBenchParams) -> anyhow::Result<serde_json::Value> {
             }
             w.groups.retain(|_, g| !g.members.is_empty());
         });
-    }
+        Sim::InProcess(sim)
+    } else {
+        Sim::Child(SimChild::start(&p).await?)
+    };
     let client = Arc::new(
         UyuniClient::new(&UyuniConfig {
             url: sim.url(),
@@ -191,7 +206,7 @@ pub async fn run(p: SyncBenchParams) -> anyhow::Result<serde_json::Value> {
         first.error,
         first.summary.failures
     );
-    let sim_first = sim.stats();
+    let sim_first = sim.stats().await?;
     let t1 = Instant::now();
     let second = run_sync(&store, &source, &scorer, &cfg, &NoProgress)
         .await
@@ -201,7 +216,7 @@ pub async fn run(p: SyncBenchParams) -> anyhow::Result<serde_json::Value> {
     let pairs = store
         .read_blocking(crate::store::errata::system_pair_count)
         .context("counting relevance pairs")?;
-    let sim_total = sim.stats();
+    let sim_total = sim.stats().await?;
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -218,6 +233,7 @@ pub async fn run(p: SyncBenchParams) -> anyhow::Result<serde_json::Value> {
     Ok(json!({
         "errata": p.errata,
         "systems": p.systems,
+        "max_lag": if small { None } else { Some(p.max_lag) },
         "latency_ms": p.latency_ms,
         "workers": p.workers,
         "systems_synced": first.summary.systems_total,
@@ -231,6 +247,7 @@ pub async fn run(p: SyncBenchParams) -> anyhow::Result<serde_json::Value> {
         "calls_by_method": first.summary.calls_by_method,
         "sim_calls_total": sim_first.total,
         "sim_peak_concurrency": sim_first.peak_concurrency,
+        "sim_process": if small { "in-process" } else { "child" },
         "resync_status": second.status.as_str(),
         "resync_wall_s": round3(rewall),
         "resync_floor_s": round3(refloor),
@@ -240,6 +257,112 @@ pub async fn run(p: SyncBenchParams) -> anyhow::Result<serde_json::Value> {
         "peak_rss_mb": mb(peak),
         "baseline_rss_mb": mb(baseline),
     }))
+}
+
+/// The simulator the benchmark syncs from.
+enum Sim {
+    /// Small fleets: in this process, pruned to the requested test systems.
+    InProcess(SimHandle),
+    /// Large fleets: a child `spm sim`, so its world does not count in spm's memory.
+    Child(SimChild),
+}
+
+impl Sim {
+    fn url(&self) -> String {
+        match self {
+            Sim::InProcess(s) => s.url(),
+            Sim::Child(c) => format!("{}/rpc/api", c.base_url),
+        }
+    }
+
+    async fn stats(&self) -> anyhow::Result<SimStats> {
+        match self {
+            Sim::InProcess(s) => {
+                let st = s.stats();
+                Ok(SimStats {
+                    total: st.total,
+                    peak_concurrency: st.peak_concurrency,
+                })
+            }
+            Sim::Child(c) => {
+                let url = format!("{}/_sim/stats", c.base_url);
+                reqwest::get(&url)
+                    .await
+                    .and_then(|r| r.error_for_status())
+                    .with_context(|| format!("asking the simulator for {url}"))?
+                    .json::<SimStats>()
+                    .await
+                    .with_context(|| format!("reading {url}"))
+            }
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Sim::InProcess(s) => s.shutdown().await,
+            Sim::Child(mut c) => {
+                let _ = c.child.kill().await;
+            }
+        }
+    }
+}
+
+/// The simulator's call counters (the fields of `/_sim/stats` the report uses).
+#[derive(Debug, serde::Deserialize)]
+struct SimStats {
+    total: u64,
+    peak_concurrency: usize,
+}
+
+/// A child `spm sim` process serving a generated fleet; killed when dropped.
+struct SimChild {
+    child: tokio::process::Child,
+    base_url: String,
+}
+
+impl SimChild {
+    async fn start(p: &SyncBenchParams) -> anyhow::Result<Self> {
+        use tokio::io::AsyncBufReadExt as _;
+        let exe = std::env::current_exe().context("locating the spm binary")?;
+        let mut child = tokio::process::Command::new(&exe)
+            .arg("sim")
+            .args(["--listen", "127.0.0.1:0", "--instant"])
+            .args(["--systems", &(p.systems - 6).to_string()])
+            .args(["--errata", &p.errata.to_string()])
+            .args(["--extra-packages", "200"])
+            .args(["--max-lag", &p.max_lag.to_string()])
+            .args(["--seed", &p.seed.to_string()])
+            .args(["--latency-ms", &p.latency_ms.to_string()])
+            .args(["--login-latency-ms", &p.latency_ms.to_string()])
+            .env("SPM_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {} sim", exe.display()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .context("the simulator's standard output is not piped")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let wait = async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("url: ") {
+                    return Ok(Some(url.trim_end_matches("/rpc/api").to_string()));
+                }
+            }
+            Ok::<_, std::io::Error>(None)
+        };
+        let base_url = tokio::time::timeout(std::time::Duration::from_secs(300), wait)
+            .await
+            .context("the simulator did not print its URL within 300 s")?
+            .context("reading the simulator's output")?
+            .context("the simulator exited before printing its URL")?;
+        // Keep draining its output so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child, base_url })
+    }
 }
 
 fn round3(x: f64) -> f64 {

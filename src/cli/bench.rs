@@ -53,6 +53,10 @@ enum Which {
         /// UYUNI calls in flight.
         #[arg(long, default_value_t = 10)]
         workers: usize,
+        /// Fleets of more than 6 systems: production packages at most this many versions
+        /// behind their newest (1 % of systems neglected and missing everything).
+        #[arg(long, default_value_t = 3)]
+        max_lag: u32,
     },
     /// Production rollout against the simulator: wall time versus waves × action time,
     /// UYUNI calls per wave, peak RSS.
@@ -134,11 +138,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
             systems,
             latency_ms,
             workers,
+            max_lag,
         } => runtime()?.block_on(bench::sync::run(bench::sync::SyncBenchParams {
             errata,
             systems,
             latency_ms,
             workers,
+            max_lag,
             ..bench::sync::SyncBenchParams::default()
         }))?,
     };

@@ -30,6 +30,15 @@ pub struct SimArgs {
     /// Generate this many errata.
     #[arg(long, requires = "systems")]
     pub errata: Option<usize>,
+    /// Generated fleets: production packages at most this many versions behind their
+    /// newest (1 % of systems neglected); without it, production systems lag by half of
+    /// all released versions, so most errata are relevant everywhere.
+    #[arg(long, requires = "systems")]
+    pub max_lag: Option<u32>,
+    /// Generated fleets: synthetic packages per OS next to the realistic ones (default:
+    /// one per 100 errata, at most 200).
+    #[arg(long, requires = "systems")]
+    pub extra_packages: Option<usize>,
     /// Seed for generated fleets and fault injection.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -92,8 +101,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<Outcome> {
         (None, Some(systems), Some(errata)) => FleetSource::Generate(GenParams {
             systems,
             errata,
-            extra_packages: (errata / 100).clamp(0, 200),
+            extra_packages: args.extra_packages.unwrap_or((errata / 100).clamp(0, 200)),
             seed: args.seed,
+            max_lag: args.max_lag,
         }),
         _ => FleetSource::Default,
     };

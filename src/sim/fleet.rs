@@ -690,6 +690,14 @@ pub struct GenParams {
     pub extra_packages: usize,
     /// Seed.
     pub seed: u64,
+    /// How far production systems lag behind. `None`: every package of a production
+    /// system sits anywhere in the lower half of its released versions, so most of its
+    /// OS's errata are relevant (a badly neglected fleet; the default fleet uses this).
+    /// `Some(k)`: the patch-lag model of a maintained fleet, where 99 % of production
+    /// systems miss only recent updates (each package 0..=k versions behind its newest)
+    /// and 1 % are neglected (still at the base version of every package). Test systems
+    /// always stay at the base, so every erratum is relevant to them.
+    pub max_lag: Option<u32>,
 }
 
 /// The default fleet: 2 test systems per OS, ~50 production systems, ~360 errata.
@@ -706,6 +714,7 @@ pub fn default_fleet(
             errata: 360,
             extra_packages: 0,
             seed,
+            max_lag: None,
         },
         timings,
         user,
@@ -855,14 +864,17 @@ pub fn generate(
         let maxc = &counters[&os];
         let basec = &base[&os];
         // Test systems start at the base (everything relevant); production systems are
-        // partly patched, so relevance varies from system to system.
+        // partly patched (see `GenParams::max_lag`), so relevance varies by system.
+        let neglected = !test && p.max_lag.is_some() && rng.random_range(0..100) == 0;
         let pkgs: Vec<String> = list
             .iter()
             .enumerate()
             .map(|(i, t)| {
                 let hi = maxc[i].max(basec[i]);
-                let n = if test || hi == basec[i] {
+                let n = if test || neglected || hi == basec[i] {
                     basec[i]
+                } else if let Some(k) = p.max_lag {
+                    hi - rng.random_range(0..=k).min(hi - basec[i])
                 } else {
                     rng.random_range(basec[i]..=basec[i] + (hi - basec[i]) / 2)
                 };

@@ -551,6 +551,7 @@ fn generator_is_deterministic() {
         errata: 300,
         extra_packages: 5,
         seed: 9,
+        max_lag: None,
     };
     let a = super::fleet::generate(p, Timings::instant(), "a", "b", t0());
     let b = super::fleet::generate(p, Timings::instant(), "a", "b", t0());

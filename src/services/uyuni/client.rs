@@ -487,7 +487,20 @@ impl UyuniClient {
                 excerpt: xmlrpc::excerpt(&text, 0, 120),
             });
         }
-        match xmlrpc::decode_response(&buf, &self.inner.limits) {
+        let limits = self.inner.limits;
+        let decoded = if buf.len() > OFFLOAD_DECODE_BYTES {
+            // Large answers (relevance batches) decode on the blocking pool: several decode
+            // in parallel, and the async workers keep serving the other calls meanwhile.
+            tokio::task::spawn_blocking(move || xmlrpc::decode_response(&buf, &limits))
+                .await
+                .map_err(|e| UyuniError::Response {
+                    method: method.to_string(),
+                    message: format!("decoding task did not finish: {e}"),
+                })?
+        } else {
+            xmlrpc::decode_response(&buf, &limits)
+        };
+        match decoded {
             Ok(MethodResponse::Success(v)) => Ok(v),
             Ok(MethodResponse::Fault(f)) => Err(UyuniError::Fault {
                 method: method.to_string(),
@@ -501,6 +514,9 @@ impl UyuniClient {
         }
     }
 }
+
+/// Response bodies larger than this are decoded on tokio's blocking pool.
+const OFFLOAD_DECODE_BYTES: usize = 256 * 1024;
 
 /// The error and all its sources, joined with `: `.
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
