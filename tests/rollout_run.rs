@@ -1086,3 +1086,42 @@ async fn pre_patch_snapshots_are_taken_and_recorded() {
     );
     sim.shutdown().await;
 }
+
+/// `spm bench rollout` drives a child simulator with a frozen clock over HTTP: every host
+/// is patched, wave by wave, with two UYUNI calls per wave besides polling.
+#[test]
+fn bench_rollout_runs_every_wave_against_a_child_simulator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spm"))
+        .args([
+            "bench",
+            "rollout",
+            "--systems",
+            "300",
+            "--max-parallel",
+            "100",
+        ])
+        .args(["--action-ms", "50", "--json"])
+        .env("SPM_LOG", "warn")
+        .env_remove("SPM_CONFIG")
+        .current_dir(dir.path())
+        .output()
+        .expect("run spm bench rollout");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["hosts_ok"], 300, "{r}");
+    assert_eq!(r["hosts_failed"], 0, "{r}");
+    assert_eq!(r["waves"], 3, "{r}");
+    assert_eq!(r["calls_by_method"]["system.scheduleApplyErrata"], 3, "{r}");
+    assert!(
+        r["uyuni_calls_per_wave"].as_f64().is_some_and(|c| c <= 5.0),
+        "{r}"
+    );
+    // Each wave waits for its action, which ends at a clock step of the bench.
+    assert!(r["wall_s"].as_f64().is_some_and(|w| w >= 0.15), "{r}");
+}

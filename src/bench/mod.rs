@@ -5,6 +5,7 @@ pub mod host;
 pub mod lab;
 pub mod notify;
 pub mod rollout;
+pub mod sim_child;
 pub mod sync;
 pub mod test;
 pub mod uyuni;

@@ -10,18 +10,18 @@
 //!
 //! Figures: `wall_s` (EXECUTE to REPORT, planning excluded and given as `plan_s`),
 //! `floor_s`, `uyuni_calls_per_wave` (calls other than action polling), `polls_per_wave`,
-//! `peak_rss_mb` (the process, simulator included).
+//! `peak_rss_mb` (spm's process; the simulator runs as a child `spm sim`, as UYUNI is a
+//! separate server in production, so its world of `systems` hosts is not counted).
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use super::sim_child::SimChild;
 use crate::engine::approvals::{self, Actor, Decision, Rules};
 use crate::engine::rollout::{execute, policy};
 use crate::engine::state::QueueStatus;
 use crate::services::uyuni::{Secret, UyuniClient, UyuniConfig};
-use crate::sim::clock::Timings;
-use crate::sim::{FleetSource, SimOptions, SimServer};
 use crate::store::Store;
 use crate::store::queue::{self, NewQueueItem, TransitionExtra};
 
@@ -153,17 +153,15 @@ async fn run_in(dir: &std::path::Path, p: Params) -> anyhow::Result<serde_json::
     let loaded = policy::load_policy(&policy_path)
         .await
         .context("bench policy")?;
-    let sim = SimServer::start(SimOptions {
-        fleet: FleetSource::File(fleet),
-        frozen_clock: true,
-        timings: Timings {
-            errata_s: 1,
-            ..Timings::instant()
-        },
-        ..SimOptions::default()
-    })
-    .await
-    .context("starting the simulator")?;
+    let args: Vec<String> = [
+        "--fleet".to_string(),
+        fleet.display().to_string(),
+        "--frozen-clock".to_string(),
+        "--instant".to_string(),
+        "--errata-action-s=1".to_string(),
+    ]
+    .into();
+    let sim = SimChild::start(&args).await?;
     let client = UyuniClient::new(&UyuniConfig {
         url: sim.url(),
         user: "admin".into(),
@@ -184,15 +182,16 @@ async fn run_in(dir: &std::path::Path, p: Params) -> anyhow::Result<serde_json::
     let waves = plan.waves.len();
     // Step the simulator's clock: one virtual second per action_ms of real time.
     let step = Duration::from_millis(p.action_ms);
-    let sim = std::sync::Arc::new(sim);
     let stepper = {
-        let sim = sim.clone();
+        let clock = sim.clock();
         tokio::spawn(async move {
             let start = tokio::time::Instant::now();
             let mut k: u32 = 1;
             loop {
                 tokio::time::sleep_until(start + step * k).await;
-                sim.advance(Duration::from_secs(1));
+                if let Err(e) = clock.advance(Duration::from_secs(1)).await {
+                    tracing::warn!(error = %format!("{e:#}"), "bench clock step failed");
+                }
                 k = k.saturating_add(1);
             }
         })
@@ -227,9 +226,7 @@ async fn run_in(dir: &std::path::Path, p: Params) -> anyhow::Result<serde_json::
             calls += s.requests;
         }
     }
-    if let Ok(sim) = std::sync::Arc::try_unwrap(sim) {
-        sim.shutdown().await;
-    }
+    sim.shutdown().await;
     let floor_s = waves as f64 * p.action_ms as f64 / 1000.0;
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
     Ok(serde_json::json!({

@@ -32,6 +32,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use serde_json::json;
 
+use super::sim_child::{SimChild, SimStats};
 use crate::engine::score::{ScoreConfig, Scorer};
 use crate::engine::sync::uyuni_source::UyuniSource;
 use crate::engine::sync::{NoProgress, SyncConfig, SyncScope, run_sync};
@@ -162,7 +163,18 @@ pub async fn run(p: SyncBenchParams) -> anyhow::Result<serde_json::Value> {
         });
         Sim::InProcess(sim)
     } else {
-        Sim::Child(SimChild::start(&p).await?)
+        let args: Vec<String> = [
+            "--instant".to_string(),
+            format!("--systems={}", p.systems - 6),
+            format!("--errata={}", p.errata),
+            "--extra-packages=200".to_string(),
+            format!("--max-lag={}", p.max_lag),
+            format!("--seed={}", p.seed),
+            format!("--latency-ms={}", p.latency_ms),
+            format!("--login-latency-ms={}", p.latency_ms),
+        ]
+        .into();
+        Sim::Child(SimChild::start(&args).await?)
     };
     let client = Arc::new(
         UyuniClient::new(&UyuniConfig {
@@ -271,7 +283,7 @@ impl Sim {
     fn url(&self) -> String {
         match self {
             Sim::InProcess(s) => s.url(),
-            Sim::Child(c) => format!("{}/rpc/api", c.base_url),
+            Sim::Child(c) => c.url(),
         }
     }
 
@@ -284,84 +296,15 @@ impl Sim {
                     peak_concurrency: st.peak_concurrency,
                 })
             }
-            Sim::Child(c) => {
-                let url = format!("{}/_sim/stats", c.base_url);
-                reqwest::get(&url)
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .with_context(|| format!("asking the simulator for {url}"))?
-                    .json::<SimStats>()
-                    .await
-                    .with_context(|| format!("reading {url}"))
-            }
+            Sim::Child(c) => c.stats().await,
         }
     }
 
     async fn shutdown(self) {
         match self {
             Sim::InProcess(s) => s.shutdown().await,
-            Sim::Child(mut c) => {
-                let _ = c.child.kill().await;
-            }
+            Sim::Child(c) => c.shutdown().await,
         }
-    }
-}
-
-/// The simulator's call counters (the fields of `/_sim/stats` the report uses).
-#[derive(Debug, serde::Deserialize)]
-struct SimStats {
-    total: u64,
-    peak_concurrency: usize,
-}
-
-/// A child `spm sim` process serving a generated fleet; killed when dropped.
-struct SimChild {
-    child: tokio::process::Child,
-    base_url: String,
-}
-
-impl SimChild {
-    async fn start(p: &SyncBenchParams) -> anyhow::Result<Self> {
-        use tokio::io::AsyncBufReadExt as _;
-        let exe = std::env::current_exe().context("locating the spm binary")?;
-        let mut child = tokio::process::Command::new(&exe)
-            .arg("sim")
-            .args(["--listen", "127.0.0.1:0", "--instant"])
-            .args(["--systems", &(p.systems - 6).to_string()])
-            .args(["--errata", &p.errata.to_string()])
-            .args(["--extra-packages", "200"])
-            .args(["--max-lag", &p.max_lag.to_string()])
-            .args(["--seed", &p.seed.to_string()])
-            .args(["--latency-ms", &p.latency_ms.to_string()])
-            .args(["--login-latency-ms", &p.latency_ms.to_string()])
-            .env("SPM_LOG", "warn")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {} sim", exe.display()))?;
-        let stdout = child
-            .stdout
-            .take()
-            .context("the simulator's standard output is not piped")?;
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let wait = async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(url) = line.strip_prefix("url: ") {
-                    return Ok(Some(url.trim_end_matches("/rpc/api").to_string()));
-                }
-            }
-            Ok::<_, std::io::Error>(None)
-        };
-        let base_url = tokio::time::timeout(std::time::Duration::from_secs(300), wait)
-            .await
-            .context("the simulator did not print its URL within 300 s")?
-            .context("reading the simulator's output")?
-            .context("the simulator exited before printing its URL")?;
-        // Keep draining its output so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { child, base_url })
     }
 }
 

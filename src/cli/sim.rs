@@ -63,6 +63,13 @@ pub struct SimArgs {
     /// Actions complete at once (no pickup or run time).
     #[arg(long)]
     pub instant: bool,
+    /// Errata actions run this many virtual seconds after pickup (overrides the default
+    /// and `--instant` for errata actions only).
+    #[arg(long, value_name = "SECONDS")]
+    pub errata_action_s: Option<u64>,
+    /// Freeze the virtual clock: it moves only by `POST /_sim/clock/advance?seconds=N`.
+    #[arg(long)]
+    pub frozen_clock: bool,
     /// Share of calls answered with an injected fault (0..1).
     #[arg(long, default_value_t = 0.0)]
     pub fault_rate: f64,
@@ -115,12 +122,18 @@ pub fn run(args: SimArgs) -> anyhow::Result<Outcome> {
         password: args.password,
         latency_ms: args.latency_ms,
         login_latency_ms: args.login_latency_ms,
-        timings: if args.instant {
-            Timings::instant()
-        } else {
-            Timings::default()
+        timings: {
+            let mut t = if args.instant {
+                Timings::instant()
+            } else {
+                Timings::default()
+            };
+            if let Some(s) = args.errata_action_s {
+                t.errata_s = s;
+            }
+            t
         },
-        frozen_clock: false,
+        frozen_clock: args.frozen_clock,
         start_time: None,
         faults: FaultOptions {
             fault_rate: args.fault_rate,
