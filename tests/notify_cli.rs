@@ -148,3 +148,53 @@ async fn list_read_and_test_commands() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("notify.routes.nope"));
 }
+
+/// A failed `spm sync` (UYUNI unreachable) raises `sync_failed` and delivers it to the
+/// configured webhook at once, without a running service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_cli_sync_raises_and_delivers_sync_failed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = dir.path().join("spm.db");
+    let hook = Receiver::start(0).await;
+    let cfg = dir.path().join("spm.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[scripts]\nscripts_dir = {:?}\n\
+             [uyuni]\nurl = \"http://127.0.0.1:{}/rpc/api\"\nuser = \"spm\"\npassword = \"pw\"\n\
+             retries = 0\n\
+             [[notify.webhooks]]\nname = \"ops\"\nurl = \"{}\"\n",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/scripts"),
+            support::free_port(),
+            hook.url()
+        ),
+    )
+    .expect("write config");
+    let out = spm()
+        .args(["--config", cfg.to_str().expect("path"), "sync"])
+        .args(["--database", db.to_str().expect("path")])
+        .env("SPM_LOG", "warn")
+        .current_dir(dir.path())
+        .output()
+        .await
+        .expect("run spm sync");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = Store::open(&db).expect("store");
+    let events: Vec<String> = store
+        .read_blocking(|c| {
+            let mut st = c.prepare("SELECT event FROM notifications ORDER BY id")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .expect("notifications");
+    assert_eq!(events, vec!["sync_failed".to_string()]);
+    let got = hook.requests();
+    assert_eq!(got.len(), 1, "one webhook delivery");
+    let body = String::from_utf8_lossy(&got[0].body);
+    assert!(body.contains("sync_failed"), "{body}");
+}

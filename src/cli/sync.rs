@@ -1,7 +1,8 @@
 //! `spm sync [--json]`: one errata sync from UYUNI, then the auto-queue rule.
 //!
 //! A progress bar on a terminal, plain lines otherwise (both on stderr). Exit 0 when the
-//! run is `ok`, 1 when it is `partial` or another sync is running, 2 when it failed.
+//! run is `ok`, 1 when it is `partial` or another sync is running, 2 when it failed. A
+//! partial or failed run raises `sync_partial` / `sync_failed` like the service does.
 
 use std::io::IsTerminal as _;
 use std::sync::{Arc, Mutex};
@@ -217,6 +218,37 @@ fn print_text(r: &SyncReport, auto: Option<&AddReport>) {
     }
 }
 
+/// Raise `sync_partial` / `sync_failed` as the service's periodic sync does, then make one
+/// delivery pass, so a `spm sync` run from cron alerts without a running service
+/// (deliveries that fail stay queued and the service's worker retries them). Problems
+/// with notifications are warnings on stderr; they never change the sync's exit code.
+fn notify_outcome(
+    config: &Config,
+    store: &Store,
+    report: &SyncReport,
+    rt: &tokio::runtime::Runtime,
+) {
+    use crate::engine::notify::{Notifier, NotifyConfig};
+    let cfg = match NotifyConfig::from_global(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("warning: no sync notification: invalid [notify] configuration: {e}");
+            return;
+        }
+    };
+    rt.block_on(async {
+        match Notifier::new(store.clone(), cfg) {
+            Ok(n) => {
+                n.raise_sync_outcome(report).await;
+                if let Err(e) = n.deliver_due().await {
+                    eprintln!("warning: sync notification not delivered yet: {e}");
+                }
+            }
+            Err(e) => eprintln!("warning: no sync notification: {e}"),
+        }
+    });
+}
+
 /// Run `spm sync`.
 pub fn run(args: SyncArgs, globals: &Globals) -> anyhow::Result<Outcome> {
     let config = globals.load_config()?;
@@ -239,6 +271,9 @@ pub fn run(args: SyncArgs, globals: &Globals) -> anyhow::Result<Outcome> {
         }
         Err(e) => return Err(e).context("sync could not run"),
     };
+    if report.status != SyncStatus::Ok {
+        notify_outcome(&config, &store, &report, &rt);
+    }
     let auto = if report.status != SyncStatus::Failed && rule.enabled {
         Some(auto_queue(&store, &scorer, &rule).context("auto-queue after the sync failed")?)
     } else {
