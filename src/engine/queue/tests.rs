@@ -230,8 +230,11 @@ fn not_relevant_or_stale_is_skipped_with_reason() {
         "{:?}",
         r.skipped
     );
+    // A later sync that no longer sees it (a distinct timestamp: the seed and this call
+    // can fall in the same millisecond).
+    let later = crate::store::format_ts(chrono::Utc::now() + chrono::Duration::seconds(1));
     store
-        .write_blocking(|tx| apply_relevance(tx, &[], &["ubuntu"], &crate::store::now_ts()))
+        .write_blocking(|tx| apply_relevance(tx, &[], &["ubuntu"], &later))
         .unwrap();
     let r = add_blocking(&store, &scorer(), &req(&["USN-1-1"], Some("ubuntu"))).unwrap();
     assert!(r.skipped[0].reason.contains("stale"), "{:?}", r.skipped);
