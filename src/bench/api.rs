@@ -71,7 +71,7 @@ pub fn run(opts: &Options) -> anyhow::Result<serde_json::Value> {
         .context("starting the async runtime")?;
     let opts = opts.clone();
     rt.block_on(async move {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::services::ensure_crypto_provider();
         let config = ServerConfig {
             listen: "127.0.0.1:0".to_owned(),
             ..ServerConfig::default()

@@ -58,7 +58,7 @@ impl SimChild {
             .context("the simulator exited before printing its URL")?;
         // Keep draining its output so it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::services::ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .build()
             .context("building the HTTP client for the simulator")?;

@@ -61,7 +61,7 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::services::ensure_crypto_provider();
     rt.block_on(async move {
         let opts = app::ServeOptions {
             sim: args.sim,

@@ -131,7 +131,7 @@ fn script_root(config: &Config) -> PathBuf {
 }
 
 async fn engine(config: &Config, store: Store, json: bool) -> anyhow::Result<Arc<TestEngine>> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::services::ensure_crypto_provider();
     let root = script_root(config);
     let host = ScriptHost::open_with_store(&root, Contracts::default(), Some(store.clone()))
         .await

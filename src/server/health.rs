@@ -41,7 +41,7 @@ impl std::fmt::Debug for PrometheusProbe {
 impl PrometheusProbe {
     /// A probe for the Prometheus at `base_url` (e.g. `http://127.0.0.1:9090`).
     pub fn new(base_url: &str) -> Result<Self, reqwest::Error> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::services::ensure_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
             .build()?;

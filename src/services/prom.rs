@@ -125,7 +125,7 @@ impl PromClient {
         if cfg.url.trim().is_empty() {
             return Err(PromError::NotConfigured);
         }
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::services::ensure_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(cfg.timeout_s.max(1)))
             .pool_max_idle_per_host(4);

@@ -365,7 +365,7 @@ fn link_lab(shared: &Arc<Shared>, lab: Arc<crate::lab::Lab>) {
 }
 
 fn tls_config() -> Result<(rustls::ServerConfig, String), SimError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::services::ensure_crypto_provider();
     let e = |x: rcgen::Error| SimError::Tls(x.to_string());
     let ca_key = rcgen::KeyPair::generate().map_err(e)?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(e)?;

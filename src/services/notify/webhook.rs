@@ -142,7 +142,7 @@ pub fn sign(key: &[u8], body: &[u8]) -> String {
 impl WebhookClient {
     /// Build a client; validates the URL and the auth header.
     pub fn new(cfg: &WebhookConfig) -> Result<Self, WebhookError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::services::ensure_crypto_provider();
         let err = |message: String| WebhookError::Config {
             name: cfg.name.clone(),
             message,

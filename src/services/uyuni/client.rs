@@ -188,7 +188,7 @@ impl fmt::Debug for UyuniClient {
 impl UyuniClient {
     /// Build a client. Fails on an unreadable CA file or a bad URL; does not connect.
     pub fn new(cfg: &UyuniConfig) -> Result<Self, UyuniError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::services::ensure_crypto_provider();
         let endpoint = cfg.endpoint();
         let parsed = reqwest::Url::parse(&endpoint)
             .map_err(|e| UyuniError::Config(format!("uyuni.url {endpoint:?}: {e}")))?;
