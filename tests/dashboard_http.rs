@@ -189,6 +189,33 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_sign_out_ends_the_session() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_survives_a_restart_and_sign_out_ends_it_for_good() {
+    let mut s = start(ServerConfig::default()).await;
+    let (_, b) = sign_in(&s, &s.approver).await;
+    let mut b = b.expect("signed in");
+    s.restart().await;
+    b.base = s.base.clone();
+    let (status, html) = b.get("/ui/").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "still signed in after a restart: {html}"
+    );
+    assert_eq!(
+        csrf_in(&html),
+        b.csrf,
+        "the same session, CSRF token included"
+    );
+    let (status, loc) = b.post("/ui/logout", &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(loc.as_deref(), Some("/ui/login"));
+    s.restart().await;
+    b.base = s.base.clone();
+    let (status, _) = b.get("/ui/").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "signed out stays signed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_revoked_and_forged_sign_ins_are_refused() {
     let s = start(ServerConfig::default()).await;
     let (resp, b) = sign_in(&s, "spm_not-a-real-token").await;

@@ -166,7 +166,10 @@ impl AppState {
     /// State with fresh metrics and an empty health cache.
     pub fn new(store: Store, config: ServerConfig, dev_insecure: bool) -> Self {
         Self {
-            dashboard: Arc::new(dashboard::Dashboard::new(config.dashboard.clone())),
+            dashboard: Arc::new(dashboard::Dashboard::new(
+                config.dashboard.clone(),
+                Some(store.clone()),
+            )),
             store,
             config: Arc::new(config),
             metrics: Arc::new(metrics::Metrics::default()),

@@ -51,6 +51,10 @@ pub const FILES: &[(&str, &str)] = &[
         "0009_scheduler_slots.sql",
         include_str!("../../migrations/0009_scheduler_slots.sql"),
     ),
+    (
+        "0010_dashboard_sessions.sql",
+        include_str!("../../migrations/0010_dashboard_sessions.sql"),
+    ),
 ];
 
 /// The migration set as rusqlite_migration sees it.

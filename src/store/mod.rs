@@ -13,6 +13,7 @@ pub mod approvals;
 pub mod audit;
 pub mod compliance;
 pub mod dashboard;
+pub mod dashboard_sessions;
 pub mod errata;
 pub mod fixtures;
 pub mod migrations;

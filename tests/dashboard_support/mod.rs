@@ -41,6 +41,35 @@ pub struct Server {
     pub sim: Option<spm::sim::SimHandle>,
 }
 
+impl Server {
+    /// Stop the service and start a new one over the same database file, as a restart of
+    /// the process would (new store handle, new state, new port; no script host).
+    #[allow(dead_code)]
+    pub async fn restart(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), t).await;
+        }
+        let store = Store::open(&self.dir.path().join("spm.db")).expect("reopen store");
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            ..ServerConfig::default()
+        };
+        let state = AppState::new(store.clone(), config, false);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        self.base = format!("http://{}", listener.local_addr().expect("local addr"));
+        self.shutdown = CancellationToken::new();
+        self.task = Some(tokio::spawn(spm::server::serve(
+            listener,
+            state,
+            self.shutdown.clone(),
+        )));
+        self.store = store;
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown.cancel();

@@ -174,7 +174,12 @@ pub async fn login(
             Err(e) => return Err(PageError::new(e.status, e.message)),
         }
     };
-    let Some(id) = state.dashboard.sessions.create(name.clone(), role, hash) else {
+    let Some(id) = state
+        .dashboard
+        .sessions
+        .create(name.clone(), role, hash)
+        .await
+    else {
         return Err(PageError::internal("session table unavailable"));
     };
     let entry = AuditEntry {
@@ -219,7 +224,7 @@ pub async fn logout(
     Form(form): Form<CsrfForm>,
 ) -> PageResult {
     guard(&signed, &headers, &form.csrf, Role::Viewer)?;
-    state.dashboard.sessions.remove(&signed.id);
+    state.dashboard.sessions.remove(&signed.id).await;
     let mut resp = Redirect::to("/ui/login").into_response();
     if let Ok(v) = HeaderValue::from_str(&session::clear_cookie(
         COOKIE,

@@ -81,8 +81,9 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
-    /// A dashboard with no sessions.
-    pub fn new(config: DashboardConfig) -> Self {
+    /// A dashboard with no sessions; they are kept in `store` when given (they survive a
+    /// restart), in memory otherwise.
+    pub fn new(config: DashboardConfig, store: Option<crate::store::Store>) -> Self {
         let scorer = match Scorer::new(config.score.clone()) {
             Ok(s) => Some(Arc::new(s)),
             Err(e) => {
@@ -91,7 +92,13 @@ impl Dashboard {
             }
         };
         Self {
-            sessions: Sessions::new(Duration::from_secs(config.session_minutes.max(1) * 60)),
+            sessions: {
+                let ttl = Duration::from_secs(config.session_minutes.max(1) * 60);
+                match store {
+                    Some(store) => Sessions::persistent(ttl, store),
+                    None => Sessions::new(ttl),
+                }
+            },
             templates: render::Templates::new(),
             scorer,
             config,
@@ -198,7 +205,7 @@ impl FromRequestParts<AppState> for Signed {
         let Some(id) = session::cookie(&parts.headers, COOKIE) else {
             return Err(to_login());
         };
-        let Some(session) = state.dashboard.sessions.get(id) else {
+        let Some(session) = state.dashboard.sessions.get(id).await else {
             return Err(to_login());
         };
         if !state.dev_insecure {
@@ -206,7 +213,7 @@ impl FromRequestParts<AppState> for Signed {
             match super::auth::verify_hash(state, &session.token_hash).await {
                 Ok(_) => {}
                 Err(e) if e.status == StatusCode::UNAUTHORIZED => {
-                    state.dashboard.sessions.remove(id);
+                    state.dashboard.sessions.remove(id).await;
                     return Err(to_login());
                 }
                 Err(e) => return Err(PageError::new(e.status, e.message).into_response()),

@@ -29,7 +29,7 @@ fn parse_id(raw: &str) -> Result<i64, PageError> {
 /// `GET /ui/login`: the sign-in form (with a fresh sign-in CSRF cookie).
 pub async fn login(State(state): State<AppState>, headers: axum::http::HeaderMap) -> PageResult {
     if let Some(id) = session::cookie(&headers, session::COOKIE)
-        && state.dashboard.sessions.get(id).is_some()
+        && state.dashboard.sessions.get(id).await.is_some()
     {
         return Ok(Redirect::to("/ui/").into_response());
     }

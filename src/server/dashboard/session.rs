@@ -1,5 +1,8 @@
-//! Dashboard sessions: signing in with an API token creates a server-side session (kept in
-//! memory) identified by a random cookie; every form carries the session's CSRF token.
+//! Dashboard sessions: signing in with an API token creates a server-side session
+//! identified by a random cookie; every form carries the session's CSRF token. Sessions
+//! are written to the database (`dashboard_sessions`, the cookie only as its SHA-256), so
+//! a restart of the service does not sign anyone out; a memory cache serves requests.
+//! One-time flash messages live in memory only.
 //!
 //! The session remembers the *hash* of the token it was opened with and re-checks it on
 //! every request, so revoking the token ends its sessions too. The cookie is `HttpOnly`,
@@ -8,15 +11,19 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use axum::http::header;
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::server::auth::Role;
+use crate::store::Store;
+use crate::store::dashboard_sessions::{self as db, SessionRow};
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "spm_session";
@@ -37,9 +44,9 @@ pub struct Session {
     /// Per-session CSRF token, required in every POST form.
     pub csrf: String,
     /// When it was created.
-    created: Instant,
+    created: DateTime<Utc>,
     /// When it ends.
-    expires: Instant,
+    expires: DateTime<Utc>,
     /// One-time message for the next page (`ok` or `error`, text).
     flash: Option<(String, String)>,
 }
@@ -62,18 +69,20 @@ impl Session {
     }
 }
 
-/// The in-memory session table.
+/// The session table: the database when there is one, with a memory cache in front.
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
     ttl: Duration,
+    store: Option<Store>,
 }
 
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.map.lock().map(|m| m.len()).unwrap_or(0);
         f.debug_struct("Sessions")
-            .field("count", &n)
+            .field("cached", &n)
             .field("ttl", &self.ttl)
+            .field("persistent", &self.store.is_some())
             .finish()
     }
 }
@@ -85,12 +94,26 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
+/// What the database keeps of a cookie value.
+fn id_hash(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
+}
+
 impl Sessions {
-    /// An empty table whose sessions last `ttl`.
+    /// A memory-only table whose sessions last `ttl` (they end with the process).
     pub fn new(ttl: Duration) -> Self {
         Self {
             map: Mutex::new(HashMap::new()),
             ttl,
+            store: None,
+        }
+    }
+
+    /// A table kept in `store`, so sessions survive a restart.
+    pub fn persistent(ttl: Duration, store: Store) -> Self {
+        Self {
+            store: Some(store),
+            ..Self::new(ttl)
         }
     }
 
@@ -99,20 +122,11 @@ impl Sessions {
         self.ttl
     }
 
-    /// Open a session and return its id (the cookie value).
-    pub fn create(&self, name: String, role: Role, token_hash: String) -> Option<String> {
-        let id = random_token();
-        let now = Instant::now();
-        let session = Session {
-            name,
-            role,
-            token_hash,
-            csrf: random_token(),
-            created: now,
-            expires: now + self.ttl,
-            flash: None,
+    fn cache(&self, id: String, session: Session) {
+        let Ok(mut map) = self.map.lock() else {
+            return;
         };
-        let mut map = self.map.lock().ok()?;
+        let now = Utc::now();
         map.retain(|_, s| s.expires > now);
         if map.len() >= MAX_SESSIONS
             && let Some(oldest) = map
@@ -122,21 +136,91 @@ impl Sessions {
         {
             map.remove(&oldest);
         }
-        map.insert(id.clone(), session);
+        map.insert(id, session);
+    }
+
+    /// Open a session and return its id (the cookie value); `None` when it cannot be
+    /// recorded (the error is logged).
+    pub async fn create(&self, name: String, role: Role, token_hash: String) -> Option<String> {
+        let id = random_token();
+        let now = Utc::now();
+        let ttl = chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::days(1));
+        let session = Session {
+            name,
+            role,
+            token_hash,
+            csrf: random_token(),
+            created: now,
+            expires: now + ttl,
+            flash: None,
+        };
+        if let Some(store) = &self.store {
+            let row = SessionRow {
+                id_hash: id_hash(&id),
+                name: session.name.clone(),
+                role: role.as_str().to_string(),
+                token_hash: session.token_hash.clone(),
+                csrf: session.csrf.clone(),
+                created_at: crate::store::format_ts(now),
+                expires_at: crate::store::format_ts(session.expires),
+            };
+            let now_s = row.created_at.clone();
+            let stored = store
+                .write(move |tx| {
+                    db::delete_expired(tx, &now_s)?;
+                    db::insert(tx, &row)?;
+                    db::trim_oldest(tx, MAX_SESSIONS)?;
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = stored {
+                tracing::error!(error = %e, "dashboard: cannot record the session");
+                return None;
+            }
+        }
+        self.cache(id.clone(), session);
         Some(id)
     }
 
-    /// The live session with this id.
-    pub fn get(&self, id: &str) -> Option<Session> {
-        let mut map = self.map.lock().ok()?;
-        match map.get(id) {
-            Some(s) if s.expires > Instant::now() => Some(s.clone()),
-            Some(_) => {
-                map.remove(id);
-                None
+    /// The live session with this id (from the cache, else from the database).
+    pub async fn get(&self, id: &str) -> Option<Session> {
+        let now = Utc::now();
+        {
+            let mut map = self.map.lock().ok()?;
+            match map.get(id) {
+                Some(s) if s.expires > now => return Some(s.clone()),
+                Some(_) => {
+                    map.remove(id);
+                    return None;
+                }
+                None => {}
             }
-            None => None,
         }
+        let store = self.store.as_ref()?;
+        let (hash, now_s) = (id_hash(id), crate::store::format_ts(now));
+        let row = match store.read(move |c| db::live(c, &hash, &now_s)).await {
+            Ok(row) => row?,
+            Err(e) => {
+                tracing::error!(error = %e, "dashboard: cannot read the session table");
+                return None;
+            }
+        };
+        let parse = |t: &str| {
+            DateTime::parse_from_rfc3339(t)
+                .ok()
+                .map(|d| d.with_timezone(&Utc))
+        };
+        let session = Session {
+            name: row.name,
+            role: Role::parse(&row.role)?,
+            token_hash: row.token_hash,
+            csrf: row.csrf,
+            created: parse(&row.created_at)?,
+            expires: parse(&row.expires_at)?,
+            flash: None,
+        };
+        self.cache(id.to_string(), session.clone());
+        Some(session)
     }
 
     /// Leave a one-time message (`kind` is `ok` or `error`) for the session's next page.
@@ -154,9 +238,15 @@ impl Sessions {
     }
 
     /// End a session.
-    pub fn remove(&self, id: &str) {
+    pub async fn remove(&self, id: &str) {
         if let Ok(mut map) = self.map.lock() {
             map.remove(id);
+        }
+        if let Some(store) = &self.store {
+            let hash = id_hash(id);
+            if let Err(e) = store.write(move |tx| db::delete(tx, &hash)).await {
+                tracing::error!(error = %e, "dashboard: cannot delete the session");
+            }
         }
     }
 }
@@ -192,24 +282,59 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    #[test]
-    fn sessions_expire_and_are_removable() {
+    #[tokio::test]
+    async fn sessions_expire_and_are_removable() {
         let s = Sessions::new(Duration::from_secs(60));
         let id = s
             .create("alice".into(), Role::Approver, "h".into())
+            .await
             .expect("created");
-        let got = s.get(&id).expect("live");
+        let got = s.get(&id).await.expect("live");
         assert_eq!(got.name, "alice");
         assert!(got.csrf_matches(&got.csrf.clone()));
         assert!(!got.csrf_matches(""));
         assert!(!got.csrf_matches("wrong"));
-        s.remove(&id);
-        assert!(s.get(&id).is_none());
+        s.remove(&id).await;
+        assert!(s.get(&id).await.is_none());
         let short = Sessions::new(Duration::ZERO);
         let id = short
             .create("bob".into(), Role::Viewer, "h".into())
+            .await
             .expect("created");
-        assert!(short.get(&id).is_none(), "an expired session is gone");
+        assert!(short.get(&id).await.is_none(), "an expired session is gone");
+    }
+
+    #[tokio::test]
+    async fn persistent_sessions_survive_a_new_table_and_never_store_the_cookie() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("spm.db")).expect("store");
+        let first = Sessions::persistent(Duration::from_secs(60), store.clone());
+        let id = first
+            .create("alice".into(), Role::Approver, "h".into())
+            .await
+            .expect("created");
+        let csrf = first.get(&id).await.expect("live").csrf;
+        // A restart: a new table over the same database.
+        let second = Sessions::persistent(Duration::from_secs(60), store.clone());
+        let got = second.get(&id).await.expect("restored");
+        assert_eq!((got.name.as_str(), got.role), ("alice", Role::Approver));
+        assert_eq!(got.csrf, csrf);
+        let stored: Vec<String> = store
+            .read_blocking(|c| {
+                let mut st = c.prepare("SELECT id_hash FROM dashboard_sessions")?;
+                let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .expect("rows");
+        assert_eq!(stored, vec![id_hash(&id)]);
+        assert!(!stored.contains(&id), "the cookie value is not stored");
+        second.remove(&id).await;
+        let third = Sessions::persistent(Duration::from_secs(60), store);
+        assert!(
+            third.get(&id).await.is_none(),
+            "signing out ends it for good"
+        );
+        assert!(third.get("not-a-session").await.is_none());
     }
 
     #[test]
@@ -231,13 +356,14 @@ mod tests {
         assert!(!clear_cookie(COOKIE, false).contains("Secure"));
     }
 
-    #[test]
-    fn debug_redacts_secrets() {
+    #[tokio::test]
+    async fn debug_redacts_secrets() {
         let s = Sessions::new(Duration::from_secs(60));
         let id = s
             .create("alice".into(), Role::Admin, "secret-hash".into())
+            .await
             .expect("created");
-        let sess = s.get(&id).expect("live");
+        let sess = s.get(&id).await.expect("live");
         let shown = format!("{sess:?}");
         assert!(!shown.contains("secret-hash") && !shown.contains(&sess.csrf));
     }
