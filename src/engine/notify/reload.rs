@@ -1,7 +1,9 @@
 //! `script_reload_error` for the Lua scripts: a failed hot reload (the host keeps the last
 //! good set) raises one notification per broken file and error, not one per debounce tick
 //! or per unrelated edit. (Broken notification templates are reported by
-//! [`super::Notifier::reload_templates`].)
+//! [`super::Notifier::reload_templates`].) The tracker is in memory on purpose: `spm serve`
+//! refuses to start on a broken script set, so after a restart every file loads and any
+//! later break is news.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
