@@ -64,11 +64,6 @@ async fn check_run(playbook: &str, extra: Value) -> PlaybookResult {
     runner().run_playbook(playbook, opts).await.unwrap()
 }
 
-fn only_host(result: &PlaybookResult) -> &spm::services::ansible::HostResult {
-    assert_eq!(result.hosts.len(), 1, "{result:?}");
-    &result.hosts[0]
-}
-
 fn assert_clean(result: &PlaybookResult) {
     let host = only_host(result);
     assert_eq!(result.status, RunStatus::Succeeded, "{result:#?}");

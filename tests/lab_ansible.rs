@@ -8,53 +8,21 @@
 //! through a two-line wrapper given as the runner's program.
 
 mod ansible_common;
+mod lab_common;
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::time::Duration;
 
-use ansible_common::{playbook_dir, require_ansible};
+use ansible_common::{only_host, playbook_dir, require_ansible};
+use lab_common::{enabled, installed, serial, sh, version};
 use serde_json::json;
-use spm::lab::{self, Lab, LabOptions, System, shell_quote};
-use spm::services::ansible::{
-    AnsibleConfig, AnsibleRunner, HostStatus, InventoryHost, PlaybookResult, RunOptions,
-};
-
-const T: Duration = Duration::from_secs(240);
-
-async fn sh(sys: &System, script: &str) -> lab::ExecOutput {
-    match sys.exec(script, T).await {
-        Ok(o) => o,
-        Err(e) => panic!("exec {script:?} on {}: {e}", sys.name()),
-    }
-}
-
-async fn version(sys: &System, pkg: &str) -> String {
-    let m = match sys.installed_packages().await {
-        Ok(m) => m,
-        Err(e) => panic!("installed packages of {}: {e}", sys.name()),
-    };
-    m.get(pkg)
-        .cloned()
-        .unwrap_or_else(|| "(not installed)".into())
-}
-
-fn only_host(r: &PlaybookResult) -> &spm::services::ansible::HostResult {
-    assert_eq!(r.hosts.len(), 1, "{r:?}");
-    &r.hosts[0]
-}
+use spm::lab::{self, Lab, LabOptions, shell_quote};
+use spm::services::ansible::{AnsibleConfig, AnsibleRunner, HostStatus, InventoryHost, RunOptions};
 
 #[test]
 fn lab_shipped_playbooks_patch_reboot_and_roll_back_a_real_system() {
-    if std::env::var("SPM_LAB_TESTS").as_deref() != Ok("1") {
-        eprintln!("lab stage skipped: lab_shipped_playbooks: SPM_LAB_TESTS is not 1");
-        return;
+    if enabled("lab_shipped_playbooks_patch_reboot_and_roll_back_a_real_system") {
+        serial(playbooks_on_a_lab_system());
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(playbooks_on_a_lab_system());
 }
 
 async fn playbooks_on_a_lab_system() {
@@ -135,8 +103,9 @@ async fn playbooks_on_a_lab_system() {
         }
     };
 
-    assert_eq!(version(sys, "spm-demo-ok").await, "1.0");
-    assert_eq!(version(sys, "spm-demo-reboot").await, "1.0");
+    let before = installed(sys).await;
+    assert_eq!(version(&before, "spm-demo-ok"), "1.0");
+    assert_eq!(version(&before, "spm-demo-reboot"), "1.0");
     let pre: u64 = sh(
         sys,
         "snapper create --type single --cleanup-algorithm number --print-number \
@@ -167,12 +136,13 @@ async fn playbooks_on_a_lab_system() {
     assert_eq!(report["updated"], json!(true), "{report}");
     assert_eq!(report["reboot_required"], json!(true), "{report}");
     assert_eq!(report["rebooted"], json!(true), "{report}");
+    let patched_pkgs = installed(sys).await;
     assert_eq!(
-        version(sys, "spm-demo-ok").await,
+        version(&patched_pkgs, "spm-demo-ok"),
         lab::packages::UPDATE_VERSION
     );
     assert_eq!(
-        version(sys, "spm-demo-reboot").await,
+        version(&patched_pkgs, "spm-demo-reboot"),
         lab::packages::UPDATE_VERSION
     );
     let boot_after = sys.boot_id().await.expect("boot id after the reboot");
@@ -188,8 +158,9 @@ async fn playbooks_on_a_lab_system() {
     assert_eq!(h.status, HostStatus::Changed, "{h:?}");
     let report = h.report.as_ref().expect("spm_report");
     assert_eq!(report["rolled_back"], json!(true), "{report}");
-    assert_eq!(version(sys, "spm-demo-ok").await, "1.0");
-    assert_eq!(version(sys, "spm-demo-reboot").await, "1.0");
+    let restored = installed(sys).await;
+    assert_eq!(version(&restored, "spm-demo-ok"), "1.0");
+    assert_eq!(version(&restored, "spm-demo-reboot"), "1.0");
     let verify = sh(sys, "dpkg --verify spm-demo-ok spm-demo-reboot").await;
     assert_eq!(
         (verify.rc, verify.stdout.trim()),

@@ -3,74 +3,12 @@
 //! Gated: these run only with `SPM_LAB_TESTS=1` (set by `scripts/ops/lab-stage.sh` after it
 //! has probed the kernel features); otherwise each test prints "lab stage skipped".
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+mod lab_common;
+
 use std::time::Duration;
 
-use spm::lab::{self, Lab, LabOptions, System};
-
-/// The lab uses fixed names: one lab at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn enabled(test: &str) -> bool {
-    if std::env::var("SPM_LAB_TESTS").as_deref() == Ok("1") {
-        return true;
-    }
-    eprintln!("lab stage skipped: {test}: SPM_LAB_TESTS is not 1");
-    false
-}
-
-const T: Duration = Duration::from_secs(240);
-
-async fn sh(sys: &System, script: &str) -> lab::ExecOutput {
-    match sys.exec(script, T).await {
-        Ok(o) => o,
-        Err(e) => panic!("exec {script:?} on {}: {e}", sys.name()),
-    }
-}
-
-async fn installed(sys: &System) -> BTreeMap<String, String> {
-    match sys.installed_packages().await {
-        Ok(m) => m,
-        Err(e) => panic!("installed packages of {}: {e}", sys.name()),
-    }
-}
-
-async fn install(sys: &System, pkgs: &[(&str, &str)]) -> lab::ExecOutput {
-    let list: Vec<(String, String)> = pkgs
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect();
-    match sys.apt_install(&list, T).await {
-        Ok(o) => o,
-        Err(e) => panic!("apt install {pkgs:?} on {}: {e}", sys.name()),
-    }
-}
-
-fn version<'a>(m: &'a BTreeMap<String, String>, p: &str) -> &'a str {
-    m.get(p).map(String::as_str).unwrap_or("(not installed)")
-}
-
-async fn is_active(sys: &System, unit: &str) -> String {
-    sh(sys, &format!("systemctl is-active {unit}"))
-        .await
-        .stdout
-        .trim()
-        .to_string()
-}
-
-/// Run `body` on a fresh runtime while holding the lab lock.
-fn serial<F: std::future::Future<Output = ()>>(body: F) {
-    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build();
-    match rt {
-        Ok(rt) => rt.block_on(body),
-        Err(e) => panic!("tokio runtime: {e}"),
-    }
-}
+use lab_common::*;
+use spm::lab::{self, Lab, LabOptions};
 
 #[test]
 fn lab_packages_rollbacks_snapshots_and_reboots() {

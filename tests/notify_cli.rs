@@ -6,6 +6,7 @@ mod support;
 use serde_json::json;
 use spm::engine::notify::{Event, EventKind, Notifier, NotifyConfig};
 use spm::store::Store;
+use spm::store::notifications as db;
 use support::{Receiver, shipped_templates};
 
 fn spm() -> tokio::process::Command {
@@ -186,12 +187,11 @@ async fn a_failed_cli_sync_raises_and_delivers_sync_failed() {
     );
     let store = Store::open(&db).expect("store");
     let events: Vec<String> = store
-        .read_blocking(|c| {
-            let mut st = c.prepare("SELECT event FROM notifications ORDER BY id")?;
-            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .expect("notifications");
+        .read_blocking(|c| db::list(c, &db::ListFilter::default()))
+        .expect("notifications")
+        .into_iter()
+        .map(|n| n.event)
+        .collect();
     assert_eq!(events, vec!["sync_failed".to_string()]);
     let got = hook.requests();
     assert_eq!(got.len(), 1, "one webhook delivery");

@@ -1092,21 +1092,21 @@ async fn pre_patch_snapshots_are_taken_and_recorded() {
 #[test]
 fn bench_rollout_runs_every_wave_against_a_child_simulator() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spm"))
-        .args([
+    let out = spm(
+        dir.path(),
+        &dir.path().join("spm.db"),
+        &[
             "bench",
             "rollout",
             "--systems",
             "300",
             "--max-parallel",
             "100",
-        ])
-        .args(["--action-ms", "50", "--json"])
-        .env("SPM_LOG", "warn")
-        .env_remove("SPM_CONFIG")
-        .current_dir(dir.path())
-        .output()
-        .expect("run spm bench rollout");
+            "--action-ms",
+            "50",
+            "--json",
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",

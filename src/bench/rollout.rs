@@ -153,17 +153,16 @@ async fn run_in(dir: &std::path::Path, p: Params) -> anyhow::Result<serde_json::
     let loaded = policy::load_policy(&policy_path)
         .await
         .context("bench policy")?;
-    let args: Vec<String> = [
-        "--fleet".to_string(),
-        fleet.display().to_string(),
-        "--frozen-clock".to_string(),
-        "--instant".to_string(),
-        "--errata-action-s=1".to_string(),
-    ]
-    .into();
-    let sim = SimChild::start(&args).await?;
+    let sim = SimChild::start([
+        "--fleet".as_ref(),
+        fleet.as_os_str(),
+        "--frozen-clock".as_ref(),
+        "--instant".as_ref(),
+        "--errata-action-s=1".as_ref(),
+    ])
+    .await?;
     let client = UyuniClient::new(&UyuniConfig {
-        url: sim.url(),
+        url: sim.api().url(),
         user: "admin".into(),
         password: Secret::new("admin"),
         poll_initial_ms: (p.action_ms / 20).max(2),
@@ -183,7 +182,7 @@ async fn run_in(dir: &std::path::Path, p: Params) -> anyhow::Result<serde_json::
     // Step the simulator's clock: one virtual second per action_ms of real time.
     let step = Duration::from_millis(p.action_ms);
     let stepper = {
-        let clock = sim.clock();
+        let clock = sim.api().clone();
         tokio::spawn(async move {
             let start = tokio::time::Instant::now();
             let mut k: u32 = 1;

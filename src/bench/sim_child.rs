@@ -7,26 +7,20 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::io::AsyncBufReadExt as _;
 
-/// The simulator's call counters (the fields of `/_sim/stats` the benchmarks report).
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct SimStats {
-    /// All XML-RPC calls.
-    pub total: u64,
-    /// Highest number of calls in flight at once.
-    pub peak_concurrency: usize,
-}
+use crate::sim::StatsSnapshot;
 
 /// A running child simulator.
 pub struct SimChild {
     child: tokio::process::Child,
-    base_url: String,
-    http: reqwest::Client,
+    api: SimApi,
 }
 
 impl SimChild {
     /// Start `spm sim --listen 127.0.0.1:0 <args>` from this executable and wait (up to
     /// five minutes, generation of a large world included) for it to print its URL.
-    pub async fn start(args: &[String]) -> anyhow::Result<Self> {
+    pub async fn start(
+        args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("locating the spm binary")?;
         let mut child = tokio::process::Command::new(&exe)
             .args(["sim", "--listen", "127.0.0.1:0"])
@@ -64,36 +58,13 @@ impl SimChild {
             .context("building the HTTP client for the simulator")?;
         Ok(Self {
             child,
-            base_url,
-            http,
+            api: SimApi { http, base_url },
         })
     }
 
-    /// The XML-RPC endpoint.
-    pub fn url(&self) -> String {
-        format!("{}/rpc/api", self.base_url)
-    }
-
-    /// The simulator's call counters.
-    pub async fn stats(&self) -> anyhow::Result<SimStats> {
-        let url = format!("{}/_sim/stats", self.base_url);
-        self.http
-            .get(&url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .with_context(|| format!("asking the simulator for {url}"))?
-            .json::<SimStats>()
-            .await
-            .with_context(|| format!("reading {url}"))
-    }
-
-    /// A handle on the simulator's virtual clock, usable from another task.
-    pub fn clock(&self) -> SimClock {
-        SimClock {
-            http: self.http.clone(),
-            base_url: self.base_url.clone(),
-        }
+    /// Its HTTP endpoints; clone it to use them from another task.
+    pub fn api(&self) -> &SimApi {
+        &self.api
     }
 
     /// Stop the child.
@@ -102,14 +73,33 @@ impl SimChild {
     }
 }
 
-/// The virtual clock of a child simulator (`POST /_sim/clock/advance`).
+/// The endpoints of a child simulator: XML-RPC, `/_sim/stats`, `/_sim/clock/advance`.
 #[derive(Clone)]
-pub struct SimClock {
+pub struct SimApi {
     http: reqwest::Client,
     base_url: String,
 }
 
-impl SimClock {
+impl SimApi {
+    /// The XML-RPC endpoint.
+    pub fn url(&self) -> String {
+        format!("{}/rpc/api", self.base_url)
+    }
+
+    /// The simulator's call counters.
+    pub async fn stats(&self) -> anyhow::Result<StatsSnapshot> {
+        let url = format!("{}/_sim/stats", self.base_url);
+        self.http
+            .get(&url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .with_context(|| format!("asking the simulator for {url}"))?
+            .json::<StatsSnapshot>()
+            .await
+            .with_context(|| format!("reading {url}"))
+    }
+
     /// Advance the clock by whole seconds.
     pub async fn advance(&self, by: Duration) -> anyhow::Result<()> {
         let url = format!(

@@ -32,7 +32,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use serde_json::json;
 
-use super::sim_child::{SimChild, SimStats};
+use super::sim_child::SimChild;
 use crate::engine::score::{ScoreConfig, Scorer};
 use crate::engine::sync::uyuni_source::UyuniSource;
 use crate::engine::sync::{NoProgress, SyncConfig, SyncScope, run_sync};
@@ -40,7 +40,7 @@ use crate::services::uyuni::{Secret, UyuniClient, UyuniConfig};
 use crate::sim::clock::Timings;
 use crate::sim::fleet::GenParams;
 use crate::sim::model::Os;
-use crate::sim::{FleetSource, SimHandle, SimOptions, SimServer};
+use crate::sim::{FleetSource, SimHandle, SimOptions, SimServer, StatsSnapshot};
 use crate::store::Store;
 use crate::store::sync_runs::SyncStatus;
 
@@ -163,18 +163,19 @@ pub async fn run(p: SyncBenchParams) -> anyhow::Result<serde_json::Value> {
         });
         Sim::InProcess(sim)
     } else {
-        let args: Vec<String> = [
-            "--instant".to_string(),
-            format!("--systems={}", p.systems - 6),
-            format!("--errata={}", p.errata),
-            "--extra-packages=200".to_string(),
-            format!("--max-lag={}", p.max_lag),
-            format!("--seed={}", p.seed),
-            format!("--latency-ms={}", p.latency_ms),
-            format!("--login-latency-ms={}", p.latency_ms),
-        ]
-        .into();
-        Sim::Child(SimChild::start(&args).await?)
+        Sim::Child(
+            SimChild::start([
+                "--instant".to_string(),
+                format!("--systems={}", p.systems - 6),
+                format!("--errata={}", p.errata),
+                "--extra-packages=200".to_string(),
+                format!("--max-lag={}", p.max_lag),
+                format!("--seed={}", p.seed),
+                format!("--latency-ms={}", p.latency_ms),
+                format!("--login-latency-ms={}", p.latency_ms),
+            ])
+            .await?,
+        )
     };
     let client = Arc::new(
         UyuniClient::new(&UyuniConfig {
@@ -283,20 +284,14 @@ impl Sim {
     fn url(&self) -> String {
         match self {
             Sim::InProcess(s) => s.url(),
-            Sim::Child(c) => c.url(),
+            Sim::Child(c) => c.api().url(),
         }
     }
 
-    async fn stats(&self) -> anyhow::Result<SimStats> {
+    async fn stats(&self) -> anyhow::Result<StatsSnapshot> {
         match self {
-            Sim::InProcess(s) => {
-                let st = s.stats();
-                Ok(SimStats {
-                    total: st.total,
-                    peak_concurrency: st.peak_concurrency,
-                })
-            }
-            Sim::Child(c) => c.stats().await,
+            Sim::InProcess(s) => Ok(s.stats()),
+            Sim::Child(c) => c.api().stats().await,
         }
     }
 

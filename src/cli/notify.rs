@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::{Globals, Outcome};
-use crate::engine::notify::{Notifier, NotifyConfig};
+use crate::engine::notify::Notifier;
 use crate::store::Store;
 use crate::store::notifications::{self as db, ListFilter};
 
@@ -59,12 +59,11 @@ pub fn run(args: NotifyArgs, globals: &Globals) -> anyhow::Result<Outcome> {
     let store = Store::open(&config.database.path)?;
     match args.command {
         NotifyCommand::Test { json } => {
-            let cfg = NotifyConfig::from_global(&config).map_err(|e| anyhow::anyhow!(e))?;
             let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             let reports = rt.block_on(async {
                 // Template problems are logged by `Notifier::new`; the message then uses a
                 // fallback text, which is still a valid channel test.
-                Notifier::new(store, cfg)?.send_test().await
+                Notifier::from_config(store, &config)?.send_test().await
             })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&reports)?);

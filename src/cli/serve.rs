@@ -105,10 +105,7 @@ pub fn run(args: ServeArgs, globals: &Globals) -> anyhow::Result<Outcome> {
             f.scorer = Some(scorer.clone());
             f.approval_rules = crate::engine::approvals::Rules { four_eyes };
         });
-        let notifier = match crate::engine::notify::NotifyConfig::from_global(&global)
-            .map_err(anyhow::Error::msg)
-            .and_then(|c| Ok(crate::engine::notify::Notifier::new(store.clone(), c)?))
-        {
+        let notifier = match crate::engine::notify::Notifier::from_config(store.clone(), &global) {
             Ok(notifier) => {
                 let shared = Arc::new(notifier.clone());
                 service

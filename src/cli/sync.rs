@@ -228,16 +228,8 @@ fn notify_outcome(
     report: &SyncReport,
     rt: &tokio::runtime::Runtime,
 ) {
-    use crate::engine::notify::{Notifier, NotifyConfig};
-    let cfg = match NotifyConfig::from_global(config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("warning: no sync notification: invalid [notify] configuration: {e}");
-            return;
-        }
-    };
     rt.block_on(async {
-        match Notifier::new(store.clone(), cfg) {
+        match crate::engine::notify::Notifier::from_config(store.clone(), config) {
             Ok(n) => {
                 n.raise_sync_outcome(report).await;
                 if let Err(e) = n.deliver_due().await {

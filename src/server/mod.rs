@@ -168,7 +168,7 @@ impl AppState {
         Self {
             dashboard: Arc::new(dashboard::Dashboard::new(
                 config.dashboard.clone(),
-                Some(store.clone()),
+                store.clone(),
             )),
             store,
             config: Arc::new(config),

@@ -15,7 +15,7 @@ pub mod server;
 pub mod shell;
 pub mod world;
 
-pub use server::{FleetSource, SimHandle, SimOptions, SimServer};
+pub use server::{FleetSource, SimHandle, SimOptions, SimServer, StatsSnapshot};
 
 #[cfg(test)]
 mod tests;

@@ -121,8 +121,8 @@ pub struct Stats {
     peak: AtomicUsize,
 }
 
-/// A snapshot of [`Stats`].
-#[derive(Debug, Clone, serde::Serialize)]
+/// A snapshot of [`Stats`] (also the body of `GET /_sim/stats`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StatsSnapshot {
     /// Calls per method name.
     pub calls: std::collections::BTreeMap<String, u64>,

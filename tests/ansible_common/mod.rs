@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
-use spm::services::ansible::{AnsibleConfig, AnsibleRunner, InventoryHost};
+use spm::services::ansible::{
+    AnsibleConfig, AnsibleRunner, HostResult, InventoryHost, PlaybookResult,
+};
 
 /// Fail (not skip) when ansible-core is missing, naming the package to install.
 pub fn require_ansible() {
@@ -106,4 +108,10 @@ pub fn no_become() -> serde_json::Map<String, Value> {
     let mut vars = serde_json::Map::new();
     vars.insert("spm_become".into(), json!(false));
     vars
+}
+
+/// The result of the only host of a one-host run.
+pub fn only_host(result: &PlaybookResult) -> &HostResult {
+    assert_eq!(result.hosts.len(), 1, "{result:?}");
+    &result.hosts[0]
 }

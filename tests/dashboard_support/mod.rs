@@ -55,17 +55,9 @@ impl Server {
             listen: "127.0.0.1:0".into(),
             ..ServerConfig::default()
         };
-        let state = AppState::new(store.clone(), config, false);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        self.base = format!("http://{}", listener.local_addr().expect("local addr"));
-        self.shutdown = CancellationToken::new();
-        self.task = Some(tokio::spawn(spm::server::serve(
-            listener,
-            state,
-            self.shutdown.clone(),
-        )));
+        let (base, shutdown, task) =
+            serve_on_loopback(AppState::new(store.clone(), config, false)).await;
+        (self.base, self.shutdown, self.task) = (base, shutdown, Some(task));
         self.store = store;
     }
 }
@@ -166,20 +158,16 @@ pub async fn start_with(mut config: ServerConfig, uyuni: bool) -> Server {
     } else {
         None
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let base = format!("http://{}", listener.local_addr().expect("local addr"));
-    let shutdown = CancellationToken::new();
+    let health = state.health.clone();
+    let (base, shutdown, task) = serve_on_loopback(state).await;
     // The real health probe loop (database only: UYUNI and Prometheus not configured).
     tokio::spawn(spm::server::health::probe_loop(
-        state.health.clone(),
+        health,
         store.clone(),
         spm::server::health::Probes::default(),
         std::time::Duration::from_secs(15),
         shutdown.clone(),
     ));
-    let task = tokio::spawn(spm::server::serve(listener, state, shutdown.clone()));
     Server {
         dir,
         store,
@@ -193,6 +181,23 @@ pub async fn start_with(mut config: ServerConfig, uyuni: bool) -> Server {
         task: Some(task),
         sim,
     }
+}
+
+/// Serve `state` on a free loopback port: its base URL, the token that stops it, the task.
+async fn serve_on_loopback(
+    state: AppState,
+) -> (
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let base = format!("http://{}", listener.local_addr().expect("local addr"));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(spm::server::serve(listener, state, shutdown.clone()));
+    (base, shutdown, task)
 }
 
 /// One audit row as (actor, action, object_id, reason, source_addr).

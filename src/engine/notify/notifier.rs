@@ -156,6 +156,12 @@ impl Notifier {
         })
     }
 
+    /// [`Notifier::new`] with the `[notify]` section of the service configuration.
+    pub fn from_config(store: Store, config: &crate::config::Config) -> Result<Self, NotifyError> {
+        let cfg = NotifyConfig::from_global(config).map_err(NotifyError::Config)?;
+        Self::new(store, cfg)
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         &self.inner.store

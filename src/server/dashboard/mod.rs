@@ -81,9 +81,8 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
-    /// A dashboard with no sessions; they are kept in `store` when given (they survive a
-    /// restart), in memory otherwise.
-    pub fn new(config: DashboardConfig, store: Option<crate::store::Store>) -> Self {
+    /// A dashboard whose sessions are kept in `store` (they survive a restart).
+    pub fn new(config: DashboardConfig, store: crate::store::Store) -> Self {
         let scorer = match Scorer::new(config.score.clone()) {
             Ok(s) => Some(Arc::new(s)),
             Err(e) => {
@@ -92,13 +91,10 @@ impl Dashboard {
             }
         };
         Self {
-            sessions: {
-                let ttl = Duration::from_secs(config.session_minutes.max(1) * 60);
-                match store {
-                    Some(store) => Sessions::persistent(ttl, store),
-                    None => Sessions::new(ttl),
-                }
-            },
+            sessions: Sessions::new(
+                Duration::from_secs(config.session_minutes.max(1) * 60),
+                store,
+            ),
             templates: render::Templates::new(),
             scorer,
             config,

@@ -18,10 +18,9 @@ use axum::http::header;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::server::auth::Role;
+use crate::server::auth::{Role, hash_token};
 use crate::store::Store;
 use crate::store::dashboard_sessions::{self as db, SessionRow};
 
@@ -69,11 +68,11 @@ impl Session {
     }
 }
 
-/// The session table: the database when there is one, with a memory cache in front.
+/// The session table: the database, with a memory cache in front.
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
     ttl: Duration,
-    store: Option<Store>,
+    store: Store,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -82,7 +81,6 @@ impl std::fmt::Debug for Sessions {
         f.debug_struct("Sessions")
             .field("cached", &n)
             .field("ttl", &self.ttl)
-            .field("persistent", &self.store.is_some())
             .finish()
     }
 }
@@ -94,26 +92,13 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
-/// What the database keeps of a cookie value.
-fn id_hash(id: &str) -> String {
-    hex::encode(Sha256::digest(id.as_bytes()))
-}
-
 impl Sessions {
-    /// A memory-only table whose sessions last `ttl` (they end with the process).
-    pub fn new(ttl: Duration) -> Self {
+    /// A table kept in `store` whose sessions last `ttl`; they survive a restart.
+    pub fn new(ttl: Duration, store: Store) -> Self {
         Self {
             map: Mutex::new(HashMap::new()),
             ttl,
-            store: None,
-        }
-    }
-
-    /// A table kept in `store`, so sessions survive a restart.
-    pub fn persistent(ttl: Duration, store: Store) -> Self {
-        Self {
-            store: Some(store),
-            ..Self::new(ttl)
+            store,
         }
     }
 
@@ -154,29 +139,28 @@ impl Sessions {
             expires: now + ttl,
             flash: None,
         };
-        if let Some(store) = &self.store {
-            let row = SessionRow {
-                id_hash: id_hash(&id),
-                name: session.name.clone(),
-                role: role.as_str().to_string(),
-                token_hash: session.token_hash.clone(),
-                csrf: session.csrf.clone(),
-                created_at: crate::store::format_ts(now),
-                expires_at: crate::store::format_ts(session.expires),
-            };
-            let now_s = row.created_at.clone();
-            let stored = store
-                .write(move |tx| {
-                    db::delete_expired(tx, &now_s)?;
-                    db::insert(tx, &row)?;
-                    db::trim_oldest(tx, MAX_SESSIONS)?;
-                    Ok(())
-                })
-                .await;
-            if let Err(e) = stored {
-                tracing::error!(error = %e, "dashboard: cannot record the session");
-                return None;
-            }
+        let row = SessionRow {
+            id_hash: hash_token(&id),
+            name: session.name.clone(),
+            role: role.as_str().to_string(),
+            token_hash: session.token_hash.clone(),
+            csrf: session.csrf.clone(),
+            created_at: crate::store::format_ts(now),
+            expires_at: crate::store::format_ts(session.expires),
+        };
+        let now_s = row.created_at.clone();
+        let stored = self
+            .store
+            .write(move |tx| {
+                db::delete_expired(tx, &now_s)?;
+                db::insert(tx, &row)?;
+                db::trim_oldest(tx, MAX_SESSIONS)?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = stored {
+            tracing::error!(error = %e, "dashboard: cannot record the session");
+            return None;
         }
         self.cache(id.clone(), session);
         Some(id)
@@ -196,9 +180,8 @@ impl Sessions {
                 None => {}
             }
         }
-        let store = self.store.as_ref()?;
-        let (hash, now_s) = (id_hash(id), crate::store::format_ts(now));
-        let row = match store.read(move |c| db::live(c, &hash, &now_s)).await {
+        let (hash, now_s) = (hash_token(id), crate::store::format_ts(now));
+        let row = match self.store.read(move |c| db::live(c, &hash, &now_s)).await {
             Ok(row) => row?,
             Err(e) => {
                 tracing::error!(error = %e, "dashboard: cannot read the session table");
@@ -242,11 +225,9 @@ impl Sessions {
         if let Ok(mut map) = self.map.lock() {
             map.remove(id);
         }
-        if let Some(store) = &self.store {
-            let hash = id_hash(id);
-            if let Err(e) = store.write(move |tx| db::delete(tx, &hash)).await {
-                tracing::error!(error = %e, "dashboard: cannot delete the session");
-            }
+        let hash = hash_token(id);
+        if let Err(e) = self.store.write(move |tx| db::delete(tx, &hash)).await {
+            tracing::error!(error = %e, "dashboard: cannot delete the session");
         }
     }
 }
@@ -282,9 +263,13 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
+    fn memory_store() -> Store {
+        Store::open_in_memory().expect("in-memory store")
+    }
+
     #[tokio::test]
     async fn sessions_expire_and_are_removable() {
-        let s = Sessions::new(Duration::from_secs(60));
+        let s = Sessions::new(Duration::from_secs(60), memory_store());
         let id = s
             .create("alice".into(), Role::Approver, "h".into())
             .await
@@ -296,7 +281,7 @@ mod tests {
         assert!(!got.csrf_matches("wrong"));
         s.remove(&id).await;
         assert!(s.get(&id).await.is_none());
-        let short = Sessions::new(Duration::ZERO);
+        let short = Sessions::new(Duration::ZERO, memory_store());
         let id = short
             .create("bob".into(), Role::Viewer, "h".into())
             .await
@@ -308,14 +293,14 @@ mod tests {
     async fn persistent_sessions_survive_a_new_table_and_never_store_the_cookie() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("spm.db")).expect("store");
-        let first = Sessions::persistent(Duration::from_secs(60), store.clone());
+        let first = Sessions::new(Duration::from_secs(60), store.clone());
         let id = first
             .create("alice".into(), Role::Approver, "h".into())
             .await
             .expect("created");
         let csrf = first.get(&id).await.expect("live").csrf;
         // A restart: a new table over the same database.
-        let second = Sessions::persistent(Duration::from_secs(60), store.clone());
+        let second = Sessions::new(Duration::from_secs(60), store.clone());
         let got = second.get(&id).await.expect("restored");
         assert_eq!((got.name.as_str(), got.role), ("alice", Role::Approver));
         assert_eq!(got.csrf, csrf);
@@ -326,10 +311,10 @@ mod tests {
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .expect("rows");
-        assert_eq!(stored, vec![id_hash(&id)]);
+        assert_eq!(stored, vec![hash_token(&id)]);
         assert!(!stored.contains(&id), "the cookie value is not stored");
         second.remove(&id).await;
-        let third = Sessions::persistent(Duration::from_secs(60), store);
+        let third = Sessions::new(Duration::from_secs(60), store);
         assert!(
             third.get(&id).await.is_none(),
             "signing out ends it for good"
@@ -358,7 +343,7 @@ mod tests {
 
     #[tokio::test]
     async fn debug_redacts_secrets() {
-        let s = Sessions::new(Duration::from_secs(60));
+        let s = Sessions::new(Duration::from_secs(60), memory_store());
         let id = s
             .create("alice".into(), Role::Admin, "secret-hash".into())
             .await
